@@ -1,0 +1,3 @@
+from qwentui.cli import entry
+
+entry()

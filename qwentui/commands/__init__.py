@@ -1,0 +1,1 @@
+"""One module per `qwentui` subcommand; each exposes register(subparsers)."""

@@ -1,0 +1,420 @@
+"""Typed configuration: one frozen dataclass per TOML table, strict loading.
+
+Sources, lowest priority first: defaults → TOML file → `QWENTUI_<SECTION>_<KEY>`
+environment variables → CLI flags (applied by the caller with `dataclasses.replace`).
+Unknown keys and wrong types are errors naming the file, the dotted key and, when it
+can be found, the line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import ipaddress
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from qwentui.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+ENV_PREFIX = "QWENTUI_"
+# QWENTUI_* variables that are not config overrides.
+ENV_RESERVED = {"QWENTUI_CONFIG", "QWENTUI_DEBUG"}
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any, key: str = "duration") -> float:
+    """Seconds from "90s", "30m", "1h", "1h30m", "250ms" or a bare number of seconds."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{key} must be a duration like '30m', got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            seconds = float(text)
+        else:
+            parts = _DURATION_RE.findall(text)
+            if not parts or "".join(n + u for n, u in parts) != text.replace(" ", ""):
+                raise ConfigError(
+                    f"{key} must be a duration like '90s', '30m', '1h' or '1h30m', got {value!r}"
+                )
+            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    else:
+        raise ConfigError(f"{key} must be a duration like '30m', got {value!r}")
+    if seconds <= 0:
+        raise ConfigError(f"{key} must be greater than zero, got {value!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest duration string that parses back to `seconds`."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    whole = int(seconds)
+    if whole != seconds:
+        return f"{seconds:g}s"
+    out = ""
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        if whole >= size:
+            out += f"{whole // size}{unit}"
+            whole %= size
+    return out
+
+
+def duration(default: str, doc: str) -> Any:
+    """A dataclass field holding seconds, written as a duration string in TOML."""
+    return field(default=parse_duration(default), metadata={"doc": doc, "duration": True})
+
+
+def opt(default: Any, doc: str, **meta: Any) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"doc": doc, **meta})
+    return field(default=default, metadata={"doc": doc, **meta})
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    kind: str = opt("sglang", "Engine to launch: 'sglang' (real) or 'sim' (simulator, labelled SIMULATED).", choices=("sglang", "sim"))
+    python: str = opt("", "Python interpreter that has SGLang installed; empty = the one running qwentui.")
+    model: str = opt("Qwen/Qwen3-1.7B", "Model path or Hugging Face repo id passed as --model-path.")
+    served_model_name: str = opt("", "Name clients use as `model`; empty = SGLang's default (the model path).")
+    preset: str = opt("auto", "Launch preset from engine/presets/ ('auto' picks by GPU name).")
+    host: str = opt("127.0.0.1", "Address the engine binds; anything but loopback requires an API key.")
+    port: int = opt(30000, "TCP port of the engine's HTTP API.")
+    api_key: str = opt("", "API key clients must send; generated and stored when host is not loopback.", secret=True)
+    extra_args: list = opt([], "Extra SGLang flags appended to the preset's, e.g. ['--log-level', 'info'].")
+    overrides: dict = opt({}, "Preset flag overrides, e.g. {'--context-length' = '8192'}.")
+    startup_timeout: float = duration("10m", "Give up on start-up after this long.")
+    stop_grace: float = duration("15s", "Wait this long after SIGTERM before SIGKILL.")
+    autostart: bool = opt(True, "Start the engine when the console opens.")
+
+
+@dataclass(frozen=True)
+class ChatConfig:
+    thinking: bool = opt(True, "Qwen3 thinking mode on for new messages.")
+    system_prompt: str = opt("", "System prompt prepended to each conversation.")
+    max_tokens: int = opt(4096, "max_tokens sent with each chat request.")
+
+
+DEFAULT_PRICES = {"T4": 1.8, "L4": 2.5, "A10G": 3.0, "A100": 12.0}
+
+
+@dataclass(frozen=True)
+class CostConfig:
+    currency: str = opt("CNY", "Currency label shown with prices (never converted).")
+    price_per_hour: float = opt(0.0, "Price of this box per hour; 0 = look up the GPU class in [cost.prices].")
+    billing: str = opt("instance", "'instance' bills since boot; 'engine' only while the engine runs.", choices=("instance", "engine"))
+    budget_session: float = opt(0.0, "Stop the engine when one session costs this much; 0 = no cap.")
+    budget_month: float = opt(0.0, "Stop the engine when this month's ledger total reaches this; 0 = no cap.")
+    heartbeat: float = duration("30s", "Ledger heartbeat: at most this much is lost on kill -9.")
+    prices: dict = opt(dict(DEFAULT_PRICES), "Price per hour by GPU class.")
+
+
+@dataclass(frozen=True)
+class IdleConfig:
+    enabled: bool = opt(True, "Watch for idleness and act on it.")
+    timeout: float = duration("30m", "Act after this long without any activity.")
+    warn_before: float = duration("2m", "Warn (bell, countdown, snooze) this long before acting.")
+    action: str = opt("stop-engine", "'stop-engine' or 'poweroff' (stops the engine first).", choices=("stop-engine", "poweroff"))
+    poweroff_command: list = opt(["systemctl", "poweroff"], "argv run to power off; $VARS are expanded.")
+    dry_run: bool = opt(False, "Print the poweroff command instead of running it.")
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    interval: float = duration("1s", "How often GPU, engine and host are sampled.")
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    enabled: bool = opt(False, "Serve repeated prompts from the cache.")
+    ttl: float = duration("1h", "How long a cached answer stays valid.")
+    backend: str = opt("sqlite", "'sqlite' (state dir) or 'redis'.", choices=("sqlite", "redis"))
+    redis_url: str = opt("redis://127.0.0.1:6379/0", "Redis URL when backend = 'redis'.", secret_url=True)
+    max_entries: int = opt(10000, "Size cap of the SQLite cache (oldest entries go first).")
+
+
+@dataclass(frozen=True)
+class UiConfig:
+    theme: str = opt("qwentui-dark", "Theme name from themes/ or the config dir's themes/.")
+    keymap: dict = opt({}, "Rebind keys by binding id, e.g. {'new-chat' = 'ctrl+n'}.")
+
+
+@dataclass(frozen=True)
+class Config:
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    chat: ChatConfig = field(default_factory=ChatConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
+    idle: IdleConfig = field(default_factory=IdleConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    ui: UiConfig = field(default_factory=UiConfig)
+    source: str = field(default="defaults", compare=False)
+
+
+SECTIONS: dict[str, type] = {
+    "engine": EngineConfig,
+    "chat": ChatConfig,
+    "cost": CostConfig,
+    "idle": IdleConfig,
+    "telemetry": TelemetryConfig,
+    "cache": CacheConfig,
+    "ui": UiConfig,
+}
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+               list: "a list", dict: "a table"}
+
+
+def _suggest(name: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class _Where:
+    """Names the place a value came from, for error messages."""
+
+    def __init__(self, origin: str, text: str | None = None) -> None:
+        self.origin = origin
+        self.lines = text.splitlines() if text else []
+
+    def line_of(self, section: str, key: str | None) -> int | None:
+        current = None
+        for number, line in enumerate(self.lines, 1):
+            stripped = line.strip()
+            header = re.match(r"\[\s*([\w.-]+)\s*\]", stripped)
+            if header:
+                current = header.group(1)
+                if key is None and current == section:
+                    return number
+                continue
+            if key and current == section and re.match(rf'"?{re.escape(key)}"?\s*=', stripped):
+                return number
+        return None
+
+    def __call__(self, section: str, key: str | None = None) -> str:
+        line = self.line_of(section, key)
+        dotted = f"{section}.{key}" if key else section
+        at = f"{self.origin}:{line}" if line else self.origin
+        return f"{at}: {dotted}"
+
+
+def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
+    """Check one value against its field's type; return the stored form."""
+    if f.metadata.get("duration"):
+        try:
+            return parse_duration(value, key=where)
+        except ConfigError as exc:
+            raise ConfigError(str(exc)) from None
+    kind = f.type if isinstance(f.type, type) else {"str": str, "int": int, "float": float,
+                                                    "bool": bool, "list": list, "dict": dict}[f.type]
+    ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise ConfigError(f"{where} must be {_TYPE_NAMES[kind]}, got {value!r}")
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _build_section(cls: type, table: Mapping[str, Any], where: _Where, section: str, base: Any) -> Any:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where(section)} must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise ConfigError(f"{where(section, key)} is not a known key{_suggest(key, list(fields))}")
+        values[key] = _coerce(value, fields[key], where(section, key))
+    return dataclasses.replace(base, **values)
+
+
+def _validate(cfg: Config, where: _Where) -> None:
+    e, c, i = cfg.engine, cfg.cost, cfg.idle
+    if not 1 <= e.port <= 65535:
+        raise ConfigError(f"{where('engine', 'port')} must be an integer 1-65535, got {e.port!r}")
+    if not _is_host(e.host):
+        raise ConfigError(f"{where('engine', 'host')} must be an IP address or 'localhost', got {e.host!r}")
+    if not all(isinstance(a, str) for a in e.extra_args):
+        raise ConfigError(f"{where('engine', 'extra_args')} must be a list of strings")
+    if not i.poweroff_command or not all(isinstance(a, str) and a for a in i.poweroff_command):
+        raise ConfigError(f"{where('idle', 'poweroff_command')} must be a non-empty list of strings")
+    if i.warn_before >= i.timeout:
+        raise ConfigError(f"{where('idle', 'warn_before')} ({format_duration(i.warn_before)}) must be "
+                          f"shorter than idle.timeout ({format_duration(i.timeout)})")
+    for key in ("price_per_hour", "budget_session", "budget_month"):
+        if getattr(c, key) < 0:
+            raise ConfigError(f"{where('cost', key)} must not be negative, got {getattr(c, key)!r}")
+    for gpu, price in c.prices.items():
+        if isinstance(price, bool) or not isinstance(price, (int, float)) or price <= 0:
+            raise ConfigError(f"{where('cost.prices', gpu)} must be a price greater than zero, got {price!r}")
+    if cfg.chat.max_tokens <= 0:
+        raise ConfigError(f"{where('chat', 'max_tokens')} must be greater than zero")
+    if cfg.cache.max_entries <= 0:
+        raise ConfigError(f"{where('cache', 'max_entries')} must be greater than zero")
+
+
+def _is_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def is_loopback(host: str) -> bool:
+    return host == "localhost" or (_is_host(host) and ipaddress.ip_address(host).is_loopback)
+
+
+def from_mapping(data: Mapping[str, Any], origin: str = "<config>", text: str | None = None) -> Config:
+    where = _Where(origin, text)
+    cfg = Config(source=origin)
+    for section, table in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{where(section)} is not a known section{_suggest(section, list(SECTIONS))}")
+        current = getattr(cfg, section)
+        cfg = dataclasses.replace(cfg, **{section: _build_section(SECTIONS[section], table, where, section, current)})
+    _validate(cfg, where)
+    return cfg
+
+
+def _env_value(raw: str) -> Any:
+    """Parse an env var as a TOML value when it is one ('8080', 'true', '["a"]'), else a string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """`QWENTUI_ENGINE_PORT=30001` → {"engine": {"port": 30001}}; unknown keys are errors."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in ENV_RESERVED:
+            continue
+        rest = name[len(ENV_PREFIX):].lower()
+        section = next((s for s in SECTIONS if rest.startswith(s + "_")), None)
+        if section is None:
+            raise ConfigError(f"environment: {name} is not a known setting{_suggest(rest, list(SECTIONS))}")
+        key = rest[len(section) + 1:]
+        names = [f.name for f in dataclasses.fields(SECTIONS[section])]
+        if key not in names:
+            raise ConfigError(f"environment: {name} is not a known setting"
+                              f"{_suggest(key, names)}")
+        f = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == key)
+        value = _env_value(raw) if f.type not in ("str", str) or f.metadata.get("duration") else raw
+        out.setdefault(section, {})[key] = _coerce(value, f, f"environment: {name}")
+    return out
+
+
+def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        pos = f":{match.group(1)}:{match.group(2)}" if match else ""
+        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise ConfigError(f"{path}{pos}: TOML syntax error: {reason}") from None
+
+
+def _merge(base: dict[str, Any], extra: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for section, values in extra.items():
+        target = merged.setdefault(section, {})
+        if isinstance(target, dict):
+            target.update(values)
+    return merged
+
+
+def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Load the effective config. `path` given and missing is an error; the default path may be absent."""
+    from qwentui import paths
+
+    environ = os.environ if environ is None else environ
+    explicit = path or environ.get("QWENTUI_CONFIG")
+    file = Path(explicit).expanduser() if explicit else paths.config_file()
+    data: dict[str, Any] = {}
+    text = None
+    if explicit or file.exists():
+        data, text = _read_toml(file)
+    overrides = env_overrides(environ)
+    origin = str(file) if text is not None else "defaults"
+    return from_mapping(_merge(data, overrides), origin=origin, text=text)
+
+
+def mask_secret(value: str) -> str:
+    """Show that a secret is set without showing it: 'sk-abc…' → 'sk-a…(32 chars)'."""
+    if not value:
+        return ""
+    return f"{value[:4]}…({len(value)} chars)" if len(value) > 8 else "****"
+
+
+def mask_url(url: str) -> str:
+    return re.sub(r"(://[^:/@]*:)[^@]+@", r"\1****@", url)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(value)
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
+
+
+def to_toml(cfg: Config, *, mask: bool = True, comments: bool = False) -> str:
+    """Render `cfg` as TOML; secrets masked unless `mask=False`."""
+    out: list[str] = []
+    for section, cls in SECTIONS.items():
+        values = getattr(cfg, section)
+        out.append(f"[{section}]")
+        for f in dataclasses.fields(cls):
+            value = getattr(values, f.name)
+            if f.metadata.get("duration"):
+                value = format_duration(value)
+            elif mask and f.metadata.get("secret") and value:
+                value = mask_secret(value)
+            elif mask and f.metadata.get("secret_url"):
+                value = mask_url(value)
+            if comments:
+                out.append(f"# {f.metadata['doc']}")
+            out.append(f"{f.name} = {_toml_value(value)}")
+        out.append("")
+    return "\n".join(out)
+
+
+def default_file_text() -> str:
+    """The commented file `qwentui config init` writes; it loads back to the defaults."""
+    head = ("# qwentui configuration. Every key is shown with its default.\n"
+            "# Durations: '90s', '30m', '1h', '1h30m'. Environment overrides: QWENTUI_<SECTION>_<KEY>.\n\n")
+    return head + to_toml(Config(), mask=False, comments=True)
