@@ -143,6 +143,8 @@ class CacheConfig:
     backend: str = opt("sqlite", "'sqlite' (state dir) or 'redis'.", choices=("sqlite", "redis"))
     redis_url: str = opt("redis://127.0.0.1:6379/0", "Redis URL when backend = 'redis'.", secret_url=True)
     max_entries: int = opt(10000, "Size cap of the SQLite cache (oldest entries go first).")
+    policy: str = opt("all", "Which requests are cached: 'all' (you opted in) or 'deterministic' "
+                      "(temperature 0 or a fixed seed only).", choices=("all", "deterministic"))
 
 
 @dataclass(frozen=True)

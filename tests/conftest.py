@@ -76,3 +76,12 @@ def free_port() -> int:
 @pytest.fixture
 def port() -> int:
     return free_port()
+
+
+@pytest.fixture
+def sim():
+    """A ready SGLang simulator process (tests/simproc.py defaults); stopped after the test."""
+    from tests.simproc import running_sim
+
+    with running_sim() as proc:
+        yield proc

@@ -1,0 +1,456 @@
+"""The engine's whole life: spawn, phases, readiness, liveness, stop, crash.
+
+One code path for SGLang and the simulator. Readiness is the ready log line or `/health`
+200, polled once per `health_interval` during start-up only; after ready the process
+itself and the cheap `/ready` are watched (every SGLang `/health` runs a real generation).
+
+Call `start()` on the event loop's own thread (in Textual: an async worker, never
+`thread=True`): PR_SET_PDEATHSIG fires when the *thread* that forked the engine exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import httpx
+import psutil
+
+from qwentui import __version__
+from qwentui.config import Config, format_duration
+from qwentui.engine import hints, phases, preflight, procs
+from qwentui.engine.argv import LaunchPlan, plan
+from qwentui.engine.logsink import RELAY_SECRETS_ENV, LineSplitter, LogSink, Masker
+from qwentui.engine.status import EngineState, EngineStatus
+from qwentui.errors import QwentuiError
+
+log = logging.getLogger(__name__)
+
+StatusCallback = Callable[[EngineStatus], None]
+LogCallback = Callable[[str], None]
+
+
+class EngineFailed(QwentuiError):
+    """The engine crashed, timed out or was stopped before it became ready."""
+
+    title = "Engine failed"
+
+
+class Supervisor:
+    """Owns one engine process tree (or, attached, watches a server it must never stop)."""
+
+    STATUS_TAIL = 20
+
+    def __init__(self, cfg: Config, *, on_status: StatusCallback | None = None,
+                 on_log: LogCallback | None = None, clock: Callable[[], float] = time.time,
+                 gpu_name: str | None = None, preset: str | None = None, keep_engine: bool = False,
+                 health_interval: float = 1.0, liveness_interval: float = 5.0,
+                 _attach: tuple[str, str] | None = None) -> None:
+        self.cfg = cfg
+        self.keep_engine = keep_engine
+        self.health_interval = health_interval
+        self.liveness_interval = liveness_interval
+        self._listeners: list[StatusCallback] = [on_status] if on_status else []
+        self._on_log = on_log
+        self._clock = clock
+        e = cfg.engine
+        self.plan: LaunchPlan | None = None if _attach else plan(cfg, gpu_name, preset)
+        url = _attach[0] if _attach else self.plan.base_url
+        self._api_key = _attach[1] if _attach else self.plan.api_key
+        self._served_model = self.plan.served_model if self.plan else (e.served_model_name or e.model)
+        self._liveness_path = "/ready"
+        self._sink = LogSink(None, Masker([self._api_key]))
+        self._proc: asyncio.subprocess.Process | None = None
+        self._fd: int | None = None
+        self._splitter = LineSplitter()
+        self._known: dict[int, psutil.Process] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._ready = asyncio.Event()
+        self._exited = asyncio.Event()
+        self._exited.set()
+        self._eof = asyncio.Event()
+        self._stop_lock = asyncio.Lock()
+        self._status = EngineStatus(
+            EngineState.STOPPED, "", e.kind, self._served_model, url,
+            simulated=e.kind == "sim" and not _attach, attached=bool(_attach),
+            preset=self.plan.preset if self.plan else "")
+
+    # ----- public surface -------------------------------------------------------------
+
+    @classmethod
+    def attach(cls, url: str, api_key: str = "", *, cfg: Config | None = None,
+               on_status: StatusCallback | None = None, clock: Callable[[], float] = time.time,
+               liveness_interval: float = 5.0) -> "Supervisor":
+        """Watch an already running server at `url`; stop() never touches it."""
+        from qwentui.engine import attach
+
+        return cls(cfg or Config(), on_status=on_status, clock=clock, liveness_interval=liveness_interval,
+                   _attach=(attach.normalize_url(url), api_key))
+
+    @property
+    def status(self) -> EngineStatus:
+        return self._status
+
+    def subscribe(self, callback: StatusCallback) -> Callable[[], None]:
+        """Call `callback(status)` on every change (on the event loop); returns an unsubscribe."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
+
+    @property
+    def base_url(self) -> str:
+        return self._status.base_url
+
+    @property
+    def api_key(self) -> str:
+        return self._api_key
+
+    @property
+    def served_model(self) -> str:
+        return self._served_model
+
+    @property
+    def attached(self) -> bool:
+        return self._status.attached
+
+    @property
+    def log_path(self) -> Path | None:
+        if self.plan is None:
+            return None
+        from qwentui import paths
+
+        return paths.log_dir() / f"engine-{self.cfg.engine.port}.log"
+
+    def pids(self) -> list[int]:
+        """The engine's live process tree (root first); empty when not running or attached."""
+        if self._proc is None or self._proc.returncode is not None or self.attached:
+            return []
+        return [p.pid for p in procs.descendants(self._proc.pid)]
+
+    def log_lines(self) -> list[str]:
+        """Masked, bounded tail of the engine's output."""
+        return self._sink.lines()
+
+    async def wait_exit(self) -> EngineStatus:
+        """Until the engine process is gone (returns at once when none runs)."""
+        await self._exited.wait()
+        return self._status
+
+    async def __aenter__(self) -> "Supervisor":
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        if self._status.running and not self.attached:
+            await self.stop("error" if exc_type and not issubclass(exc_type, asyncio.CancelledError) else "user")
+
+    # ----- start -----------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Pre-launch checks (engine.python has SGLang, model reachable, port free): UsageError."""
+        if not self.attached:
+            preflight.run_all(self.cfg.engine)
+
+    async def start(self) -> None:
+        """Spawn and return once ready; EngineFailed on crash, timeout or a stop meanwhile."""
+        if self.attached:
+            await self._start_attached()
+            return
+        if self._status.running:
+            raise QwentuiError(f"the engine is already {self._status.state.value}")
+        self.check()
+        await self._spawn()
+        timeout = self.cfg.engine.startup_timeout
+        try:
+            await asyncio.wait_for(self._until_ready_or_exit(), timeout)
+        except asyncio.TimeoutError:
+            phase = self._status.phase
+            await self.stop("timeout")
+            self._set(state=EngineState.CRASHED,
+                      error=f"engine not ready after {format_duration(timeout)} (stuck in {phase!r})",
+                      hint="raise engine.startup_timeout (--startup-timeout) or read the log: "
+                           f"{self.log_path}")
+        except asyncio.CancelledError:
+            await asyncio.shield(self.stop("user"))
+            raise
+        self._raise_unless_ready()
+
+    def _raise_unless_ready(self) -> None:
+        st = self._status
+        if st.state is EngineState.READY:
+            return
+        if st.state is EngineState.CRASHED:
+            raise EngineFailed(st.error or "engine failed", hint=st.hint)
+        raise EngineFailed(f"engine stopped before it was ready ({st.stop_reason or 'stopped'})")
+
+    async def _spawn(self) -> None:
+        assert self.plan is not None
+        self._sink.close()
+        self._sink = LogSink(self.log_path, Masker([self._api_key]))
+        self._splitter = LineSplitter()
+        self._ready, self._exited, self._eof = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        argv = self.plan.masked_argv()
+        self._sink.write(f"=== qwentui {__version__}: starting {self.plan.kind} engine, "
+                         f"preset {self.plan.preset}: {' '.join(argv)}")
+        proc, fd = await procs.spawn(self.plan.argv, pdeathsig=not self.keep_engine)
+        self._proc, self._fd = proc, fd
+        self._known = {}
+        self._remember_tree()
+        asyncio.get_running_loop().add_reader(fd, self._on_readable)
+        self._set(state=EngineState.STARTING, phase=phases.LAUNCHING, pid=proc.pid,
+                  started_at=self._clock(), ready_at=None, stop_reason=None, error=None,
+                  hint=None, exit_code=None, responsive=True, attached=False)
+        self._tasks = [asyncio.create_task(self._watch_exit(proc)), asyncio.create_task(self._monitor())]
+
+    async def _until_ready_or_exit(self) -> None:
+        waits = [asyncio.create_task(self._ready.wait()), asyncio.create_task(self._exited.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+
+    # ----- output, phases, readiness -------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        fd = self._fd
+        if fd is None:
+            return
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            lines = self._splitter.feed(data)
+        else:
+            self._close_pipe()
+            lines = self._splitter.flush()
+            self._eof.set()
+        for line in lines:
+            self._handle_line(line)
+
+    def _close_pipe(self) -> None:
+        if self._fd is not None:
+            asyncio.get_running_loop().remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = None
+
+    def _handle_line(self, line: str) -> None:
+        masked = self._sink.write(line)
+        if self._on_log is not None:
+            _call(self._on_log, masked)
+        if self._status.state is not EngineState.STARTING:
+            return
+        phase = phases.advance(self._status.phase, line)
+        if phase == phases.READY:
+            self._mark_ready()
+        elif phase != self._status.phase:
+            self._set(phase=phase)
+
+    def _mark_ready(self) -> None:
+        if self._status.state is EngineState.STARTING:
+            self._set(state=EngineState.READY, phase=phases.READY, ready_at=self._clock())
+            self._ready.set()
+
+    async def _monitor(self) -> None:
+        """/health during start-up only; afterwards /ready; also remembers the process tree."""
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        async with httpx.AsyncClient(base_url=self.base_url, headers=headers, trust_env=False) as client:
+            while self._status.state in (EngineState.STARTING, EngineState.READY):
+                self._remember_tree()
+                if self._status.state is EngineState.STARTING:
+                    if await _probe(client, "/health", timeout=5.0) and self._status.state is EngineState.STARTING:
+                        self._sink.write("=== qwentui: /health answered 200: engine ready")
+                        self._mark_ready()
+                    await asyncio.sleep(self.health_interval)
+                    continue
+                ok = await _probe(client, self._liveness_path, timeout=3.0)
+                if ok != self._status.responsive and self._status.state is EngineState.READY:
+                    self._set(responsive=ok, error=None if ok else f"engine is not answering {self._liveness_path}")
+                await asyncio.sleep(self.liveness_interval)
+
+    def _remember_tree(self) -> None:
+        if self._proc is not None:
+            for proc in procs.descendants(self._proc.pid):
+                self._known.setdefault(proc.pid, proc)
+
+    # ----- exit, crash ----------------------------------------------------------------------
+
+    async def _watch_exit(self, proc: asyncio.subprocess.Process) -> None:
+        code = await proc.wait()
+        try:
+            await asyncio.wait_for(self._eof.wait(), 0.5)  # the last lines say why it died
+        except asyncio.TimeoutError:
+            pass
+        if self._status.state is not EngineState.STOPPING:
+            await self._reap_leftovers()
+            self._close_pipe()
+            self._record_unexpected_exit(code)
+        self._exited.set()
+
+    def _record_unexpected_exit(self, code: int) -> None:
+        st = self._status
+        if code == 0 and st.state is EngineState.READY:
+            self._sink.write("=== qwentui: engine exited on its own (code 0)")
+            self._set(state=EngineState.STOPPED, stop_reason="external", exit_code=0, pid=None,
+                      error="engine exited on its own (code 0)")
+            return
+        diagnosis = hints.diagnose(self._sink.lines(), code)
+        during = f"while {st.phase}" if st.state is EngineState.STARTING else "after it was ready"
+        error = f"engine exited with code {code} {during}"
+        if diagnosis:
+            error += f": {diagnosis.cause}"
+        self._sink.write(f"=== qwentui: {error}")
+        self._set(state=EngineState.CRASHED, stop_reason="crash", exit_code=code, pid=None, error=error,
+                  hint=diagnosis.hint if diagnosis else f"read the engine log: {self.log_path}")
+
+    async def _reap_leftovers(self) -> list[psutil.Process]:
+        """SIGKILL whatever of the tree/group survived the main process; return the survivors."""
+        pgid = self._proc.pid if self._proc else None
+        found = list(self._known.values()) + (procs.group_members(pgid) if pgid else [])
+        left = procs.alive(found)
+        if not left:
+            return []
+        if pgid:
+            procs.signal_group(pgid, signal.SIGKILL)
+        procs.signal_each(left, signal.SIGKILL)
+        deadline = asyncio.get_running_loop().time() + 1.0
+        while left and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+            left = procs.alive(left)
+        return left
+
+    # ----- stop ---------------------------------------------------------------------------------
+
+    async def stop(self, reason: str = "user") -> None:
+        """SIGTERM the engine → wait stop_grace → SIGKILL its group and tree → verify nothing is left."""
+        if self.attached:
+            for task in self._tasks:
+                task.cancel()
+            if self._status.state is not EngineState.STOPPED:
+                self._set(state=EngineState.STOPPED, stop_reason=reason)
+            return
+        async with self._stop_lock:
+            proc = self._proc
+            if proc is None or self._status.state in (EngineState.STOPPED, EngineState.CRASHED):
+                if proc is not None:
+                    await self._reap_leftovers()
+                return
+            self._set(state=EngineState.STOPPING, stop_reason=reason)
+            await self._terminate(proc)
+
+    async def _terminate(self, proc: asyncio.subprocess.Process) -> None:
+        grace = self.cfg.engine.stop_grace
+        self._remember_tree()  # children may be re-parented once the parent dies
+        self._sink.write(f"=== qwentui: stopping engine ({self._status.stop_reason}): SIGTERM, "
+                         f"SIGKILL after {format_duration(grace)}")
+        # SIGTERM goes to the main process only: SGLang drains, stops its scheduler/detokenizer
+        # and exits 0. SIGTERM to the whole group would kill the scheduler first, and the main
+        # process then takes its "child crashed" SIGQUIT path (no drain, exit -9). The group
+        # and every remembered descendant get SIGKILL after the grace period.
+        if proc.returncode is None:
+            try:
+                proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        if not await _wait_event(self._exited, grace):
+            self._sink.write("=== qwentui: engine ignored SIGTERM; sending SIGKILL")
+            procs.signal_group(proc.pid, signal.SIGKILL)
+            procs.signal_each(procs.alive(self._known.values()), signal.SIGKILL)
+            await _wait_event(self._exited, 1.0)
+        left = await self._reap_leftovers()
+        self._close_pipe()
+        port_free = await procs.wait_port_free(self.cfg.engine.host, self.cfg.engine.port, 0.5)
+        problems = ([f"processes still alive: {[p.pid for p in left]}"] if left else []) + (
+            [f"port {self.cfg.engine.port} still in use"] if not port_free else [])
+        self._sink.write(f"=== qwentui: engine stopped (code {proc.returncode})"
+                         + (f"; {'; '.join(problems)}" if problems else ""))
+        self._set(state=EngineState.STOPPED, phase="", pid=None, exit_code=proc.returncode,
+                  error="; ".join(problems) or None, hint=None)
+        for task in self._tasks:
+            task.cancel()
+
+    async def _start_attached(self) -> None:
+        from qwentui.engine import attach
+
+        self._set(state=EngineState.STARTING, phase=phases.LAUNCHING, started_at=self._clock(),
+                  error=None, hint=None, stop_reason=None)
+        try:
+            found = await attach.probe_server(self.base_url, self._api_key)
+        except QwentuiError as exc:
+            self._set(state=EngineState.STOPPED, phase="", error=exc.message, hint=exc.hint)
+            raise
+        self._liveness_path = found.liveness_path
+        self._served_model = found.model or self._served_model
+        self._set(state=EngineState.READY, phase=phases.READY, ready_at=self._clock(),
+                  model=self._served_model, simulated=found.simulated,
+                  kind="sim" if found.simulated else self._status.kind)
+        self._tasks = [asyncio.create_task(self._monitor())]
+
+    # ----- keep-engine hand-over ---------------------------------------------------------------
+
+    def detach(self) -> int:
+        """Leave the engine running after qwentui exits; returns its PID.
+
+        Only for engines spawned with keep_engine=True (no PDEATHSIG). The output pipe is
+        handed to a small relay process that keeps writing the masked, rotating log.
+        """
+        if self.attached or self._proc is None or not self._status.running:
+            raise QwentuiError("no engine of ours is running")
+        if not self.keep_engine:
+            raise QwentuiError("this engine dies with qwentui (PR_SET_PDEATHSIG); start it with --keep-engine")
+        for task in self._tasks:
+            task.cancel()
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            asyncio.get_running_loop().remove_reader(fd)
+            for line in self._splitter.flush():
+                self._handle_line(line)
+            env = dict(os.environ, **{RELAY_SECRETS_ENV: self._api_key})
+            subprocess.Popen([sys.executable, "-m", "qwentui.engine.relay", str(self.log_path)],
+                             stdin=fd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True, env=env)
+            os.close(fd)
+        self._sink.close()
+        pid = self._proc.pid
+        self._set(attached=True, stop_reason="detached")
+        return pid
+
+    # ----- helpers -------------------------------------------------------------------------------
+
+    def _set(self, **changes) -> None:
+        tail = tuple(self._sink.lines()[-self.STATUS_TAIL:])
+        self._status = dataclasses.replace(self._status, log_tail=tail, **changes)
+        for listener in list(self._listeners):
+            _call(listener, self._status)
+
+
+def _call(callback: Callable, value) -> None:
+    try:
+        callback(value)
+    except Exception:  # noqa: BLE001 - a broken listener must not break the supervisor
+        log.exception("engine status listener failed")
+
+
+async def _wait_event(event: asyncio.Event, timeout: float) -> bool:
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except asyncio.TimeoutError:
+        return False
+    return True
+
+
+async def _probe(client: httpx.AsyncClient, path: str, *, timeout: float) -> bool:
+    try:
+        response = await client.get(path, timeout=timeout)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200

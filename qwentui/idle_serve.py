@@ -1,0 +1,209 @@
+"""The idle watchdog and the cost ledger inside headless `qwentui serve`.
+
+Plugs into `ServeSession` through its hooks (`on_tick`, `on_exit`, `request_stop`): each
+tick scrapes `/metrics`, feeds the watchdog and the cost meter (ledger row, heartbeat,
+budget), and when the watchdog says so stops the engine with reason `idle`/`budget` via
+`ActionRunner`, which closes the ledger row and then, for `poweroff`, runs the command.
+Only changes are printed (warning, activity again, metrics lost), never a line per tick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from typing import Any, Callable
+
+from qwentui.errors import QwentuiError
+
+STOP_NOTE = "Ctrl+C stops now"
+
+
+def add_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("idle watchdog")
+    g.add_argument("--idle-timeout", metavar="DUR", help="stop the engine after this long without any "
+                   "activity, e.g. 30m (default: idle.timeout; turns the watchdog on)")
+    g.add_argument("--idle-action", choices=("stop-engine", "poweroff"),
+                   help="what to do when idle: stop the engine, or stop it and power the box off "
+                   "with idle.poweroff_command (default: idle.action)")
+    g.add_argument("--dry-run", action="store_true", help="print the poweroff command instead of running it")
+
+
+def idle_settings(cfg: Any, args: argparse.Namespace) -> Any:
+    """`cfg.idle` with the serve flags applied; a bad --idle-timeout is a UsageError (exit 2)."""
+    from qwentui.config import parse_duration
+
+    idle, changes = cfg.idle, {}
+    if getattr(args, "idle_timeout", None):
+        timeout = parse_duration(args.idle_timeout, "--idle-timeout")
+        changes.update(timeout=timeout, enabled=True)
+        if idle.warn_before >= timeout:  # a short timeout from the command line: warn for its last third
+            changes["warn_before"] = timeout / 3
+    if getattr(args, "idle_action", None):
+        changes["action"] = args.idle_action
+    if getattr(args, "dry_run", False):
+        changes["dry_run"] = True
+    return dataclasses.replace(idle, **changes)
+
+
+def install(session: Any, args: argparse.Namespace) -> "ServeWatch | None":
+    """Watch an engine that serve owns; an attached server is someone else's to stop."""
+    if session.sup.attached:
+        return None
+    watch = ServeWatch(session, idle_settings(session.cfg, args))
+    session.on_tick.append(watch.on_tick)
+    session.on_exit.append(watch.on_exit)
+    return watch
+
+
+class ServeWatch:
+    def __init__(self, session: Any, idle_cfg: Any, *, clock: Callable[[], float] = time.monotonic,
+                 scrape: Callable[[], Any] | None = None, ledger: Any = "default") -> None:
+        from qwentui.idle import Watchdog
+        from qwentui.poweroff import ActionRunner
+
+        self.session, self.idle, self._clock = session, idle_cfg, clock
+        self.watchdog = Watchdog.from_config(idle_cfg, clock)
+        self.runner = ActionRunner(session.sup, action=idle_cfg.action, dry_run=idle_cfg.dry_run,
+                                   poweroff_command=idle_cfg.poweroff_command,
+                                   close_ledger=self._close_ledger, print_fn=session.say)
+        self.meter, self.ledger = self._open_meter(ledger)
+        self._scrape_fn = scrape
+        self._http: Any = None
+        self._armed = False
+        self._last: Any = None
+        self._metrics_error: str | None = None
+        self._beat_at = 0.0
+        self.result: Any = None  # the ActionResult once the watchdog acted
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    async def on_tick(self, session: Any) -> None:
+        if not self._armed:  # count from ready, not from launch
+            self._armed = True
+            self.watchdog.rearm()
+            session.say(self._plan_line())
+        metrics = await self._scrape()
+        self.watchdog.observe_metrics(metrics)
+        self._feed_meter(metrics)
+        status = self.watchdog.tick()
+        self.meter.record_idle(status.state.value in ("idle", "snoozed", "warning"))
+        self._report(status, metrics)
+        if status.action_due:
+            await self._act(status)
+
+    async def on_exit(self, session: Any) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+        self._close_ledger(session.stop_reason or "user")
+
+    # -- pieces ------------------------------------------------------------------------------
+
+    def _plan_line(self) -> str:
+        from qwentui.config import format_duration
+
+        i = self.idle
+        budget = self._budget_text()
+        if not i.enabled:
+            return "idle: watchdog off (idle.enabled = false)" + (f"; {budget}" if budget else "")
+        what = "stop the engine" if i.action == "stop-engine" else \
+            f"stop the engine and power off ({' '.join(i.poweroff_command)}{', dry run' if i.dry_run else ''})"
+        return (f"idle: {what} after {format_duration(i.timeout)} without activity "
+                f"(warning {format_duration(i.warn_before)} before)" + (f"; {budget}" if budget else ""))
+
+    def _budget_text(self) -> str:
+        c = self.session.cfg.cost
+        parts = [f"{name} budget {value:g} {c.currency}" for name, value in
+                 (("session", c.budget_session), ("month", c.budget_month)) if value > 0]
+        return ", ".join(parts)
+
+    async def _scrape(self) -> Any:
+        if self._scrape_fn is not None:
+            return await self._scrape_fn()
+        import httpx
+
+        from qwentui.telemetry.metrics import scrape
+
+        if self._http is None:
+            self._http = httpx.AsyncClient(trust_env=False)
+        return await scrape(self._http, self.session.sup.base_url)
+
+    async def _act(self, status: Any) -> None:
+        from qwentui.idle import clock_text
+
+        reason = status.reason_action
+        self.session.request_stop(reason)
+        why = f"no activity for {clock_text(status.seconds_idle)}" if reason == "idle" else "budget reached"
+        then = " and powering off" if self.idle.action == "poweroff" else ""
+        self.session.say(f"idle: {why}: stopping the engine{then}...")
+        self.result = await self.runner.run(reason)
+        self.watchdog.action_done()
+        self.session.say(f"idle: {self.result.message}")
+        if self.result.hint:
+            self.session.say(f"hint: {self.result.hint}")
+        if not self.result.ok:
+            self.session.exit_code = max(getattr(self.session, "exit_code", 0), 1)
+
+    def _report(self, status: Any, metrics: Any) -> None:
+        from qwentui.idle import IdleState, clock_text
+
+        say, last = self.session.say, self._last
+        self._last = status
+        error = None if status.metrics_available else (getattr(metrics, "error", "") or "no response")
+        if error and self._metrics_error is None:
+            say(f"idle: engine metrics unavailable ({error}): API clients cannot keep the engine alive")
+        elif not error and self._metrics_error is not None:
+            say("idle: engine metrics available again")
+        self._metrics_error = error
+        if status.warning_started:
+            verb = "powering off" if self.idle.action == "poweroff" else "stopping the engine"
+            why = "budget reached" if status.reason_action == "budget" else \
+                f"no activity for {clock_text(status.seconds_idle)}"
+            say(f"idle: {why} — {verb} in {clock_text(status.seconds_left or 0, up=True)} ({STOP_NOTE})")
+        elif last is not None and last.state is IdleState.WARNING and status.state in (
+                IdleState.ACTIVE, IdleState.IDLE):
+            say(f"idle: activity again ({status.last_activity}): stop cancelled")
+
+    # -- cost ledger -------------------------------------------------------------------------
+
+    def _open_meter(self, ledger: Any) -> tuple[Any, Any]:
+        from qwentui.cost.ledger import Ledger
+        from qwentui.cost.meter import Meter
+
+        if ledger == "default":
+            try:
+                ledger = Ledger()
+                ledger.recover()
+            except QwentuiError as exc:
+                self.session.say(f"cost ledger unavailable: {exc.message}; this session is not recorded")
+                ledger = None
+        meter = Meter(self.session.cfg, ledger=ledger)
+        plan = getattr(self.session.sup, "plan", None)
+        if plan is not None and plan.gpu_name:
+            meter.set_gpu(plan.gpu_name, plan.gpu_class or None)
+        self.session.sup.subscribe(meter.observe_engine)
+        return meter, ledger
+
+    def _feed_meter(self, metrics: Any) -> None:
+        m = self.meter
+        if metrics is not None and getattr(metrics, "available", False):
+            values = (metrics.prompt_tokens_total, metrics.generation_tokens_total, metrics.requests_total)
+            if all(isinstance(v, (int, float)) and v == v for v in values):
+                m.set_counters(*values)
+        now = self._clock()
+        if now - self._beat_at >= self.session.cfg.cost.heartbeat:
+            self._beat_at = now
+            m.heartbeat()
+        c = self.session.cfg.cost
+        if c.budget_session > 0 or c.budget_month > 0:
+            kind = m.snapshot().budget_exceeded
+            if kind:
+                self.watchdog.budget_reached(kind)
+
+    def _close_ledger(self, reason: str) -> None:
+        """Close the session row (once) and the ledger file; the poweroff runs after this."""
+        if self.meter.engine_running:
+            self.meter.engine_stopped(reason)
+        if self.ledger is not None:
+            self.ledger.close()
+            self.ledger = None

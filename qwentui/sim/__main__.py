@@ -1,0 +1,5 @@
+import sys
+
+from qwentui.sim.launch import main
+
+sys.exit(main())

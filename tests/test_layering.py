@@ -1,0 +1,37 @@
+"""Headless modules never pull in the UI (harlequin's import-hygiene test)."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+
+import qwentui
+
+UI_PREFIXES = ("qwentui.ui", "qwentui.commands.console")
+
+
+def headless_modules() -> list[str]:
+    names = []
+    for info in pkgutil.walk_packages(qwentui.__path__, "qwentui."):
+        if info.name.startswith(UI_PREFIXES) or info.name.endswith("__main__"):
+            continue
+        names.append(info.name)
+    return names
+
+
+def test_there_are_headless_modules():
+    assert "qwentui.config" in headless_modules()
+
+
+def test_headless_modules_do_not_import_textual():
+    code = (
+        "import importlib, sys\n"
+        f"for name in {headless_modules()!r}:\n"
+        "    importlib.import_module(name)\n"
+        "bad = [m for m in sys.modules if m == 'textual' or m.startswith(('textual.', 'qwentui.ui'))]\n"
+        "print(bad)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -1,0 +1,243 @@
+"""Simulator process lifecycle: start-up timeline, logs, child process, signals, failures (§8, §10)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.simproc import READY_LINE, running_sim, start_sim
+
+TS = r"\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\] "
+TQDM = ("Loading safetensors checkpoint shards:", "Capturing batches")
+
+
+def wait_exit(sim, timeout: float = 10.0) -> int:
+    try:
+        return sim.proc.wait(timeout)
+    finally:
+        if sim.proc.poll() is None:
+            sim.proc.kill()
+
+
+def gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_startup_timeline_port_closed_then_warming_then_ready():
+    sim = start_sim(cold_start="2s")
+    c = httpx.Client(base_url=sim.base_url, timeout=5)
+    try:
+        sim.wait_for_line("Load weight begin")
+        with pytest.raises(httpx.ConnectError):
+            c.get("/v1/models")
+        sim.wait_for_line("Uvicorn running on http://127.0.0.1:")
+        samples = []  # (ready, models, model_info, health) while warming up
+        while not any(READY_LINE in line for line in sim.stderr_lines()):
+            samples.append((c.get("/ready").status_code, c.get("/v1/models").status_code,
+                            c.get("/model_info").status_code, c.get("/health").status_code))
+        assert (503, 200, 200, 503) in samples
+        assert c.get("/ready").status_code == 200
+    finally:
+        c.close()
+        assert sim.stop() == 0
+
+
+def test_log_lines_format_order_streams_and_sigterm_when_idle():
+    with running_sim(api_key="k-123") as sim:
+        httpx.get(sim.base_url + "/v1/models", headers=sim.headers)
+        sim.wait_for_line('"GET /v1/models HTTP/1.1" 200', stream="stdout")
+        t = time.monotonic()
+        sim.proc.send_signal(signal.SIGTERM)
+        assert wait_exit(sim) == 0
+        assert time.monotonic() - t < 3
+        lines = sim.stderr_lines()
+    assert "SIMULATED" in lines[0] and "qwentui simulator" in lines[0]
+    assert re.match(TS + r"server_args=\{.*'api_key': 'k-123'.*'simulated': True", lines[1])  # in clear, like SGLang
+    for line in lines:
+        assert re.match(TS, line) or line.startswith(TQDM), line
+    text = "\n".join(lines)
+    order = ["Load weight begin", "Load weight end", "KV Cache is allocated", "Memory pool end",
+             "Capture target decode CUDA graph begin", "Capture target decode CUDA graph end", "max_total_num_tokens=",
+             "INFO:     Started server process", "Using default chat sampling params", "INFO:     Uvicorn running on",
+             READY_LINE, "SIGTERM received. signum=None frame=None. Draining requests and shutting down..."]
+    positions = [text.index(marker) for marker in order]
+    assert positions == sorted(positions)
+    assert any(re.match(TS + r'INFO:     127\.0\.0\.1:\d+ - "GET /v1/models HTTP/1\.1" 200', s)
+               for s in sim.stdout_lines())
+    assert not any("GET /v1/models" in s for s in lines)  # access lines only on stdout
+
+
+def test_log_levels_hide_phase_and_access_lines():
+    with running_sim("--log-level", "warning") as sim:
+        httpx.get(sim.base_url + "/v1/models")
+        time.sleep(0.2)
+        text = "\n".join(sim.stderr_lines())
+        assert "SIMULATED" in text and "Load weight begin" not in text and "Uvicorn running" not in text
+        assert sim.stdout_lines() == []
+
+
+def test_scheduler_child_named_and_dies_with_parent():
+    sim = start_sim()
+    try:
+        sim.wait_ready()
+        children = sim.children()
+        assert len(children) == 1
+        child = children[0]
+        with open(f"/proc/{child}/comm") as fh:
+            assert fh.read().strip() == "sglang::schedul"  # 15-char comm, like setproctitle's
+        with open(f"/proc/{child}/cmdline", "rb") as fh:
+            assert b"sglang::scheduler" in fh.read()
+        sim.proc.kill()
+        sim.proc.wait()
+        assert gone(child)
+    finally:
+        sim.stop()
+
+
+def test_sigterm_drains_in_flight_stream_then_exits_zero():
+    with running_sim(tokens_per_s=400) as sim:
+        result = {}
+
+        def client():
+            with httpx.stream("POST", sim.base_url + "/v1/chat/completions", timeout=30, json={
+                    "messages": [{"role": "user", "content": "long"}], "stream": True, "ignore_eos": True,
+                    "max_tokens": 600}) as r:
+                result["text"] = "".join(r.iter_text())
+
+        t = threading.Thread(target=client)
+        t.start()
+        time.sleep(0.3)
+        sim.proc.send_signal(signal.SIGTERM)
+        sim.wait_for_line("Gracefully exiting... Remaining number of requests 1.")
+        assert httpx.get(sim.base_url + "/health").status_code == 503
+        assert httpx.get(sim.base_url + "/ready").status_code == 503
+        t.join(10)
+        assert result["text"].endswith("data: [DONE]\n\n") and '"finish_reason":"length"' in result["text"]
+        assert wait_exit(sim, 12) == 0
+
+
+def test_ignore_sigterm_flag_then_sigquit_kills_tree_with_sigkill():
+    with running_sim("--sim-ignore-sigterm") as sim:
+        child = sim.children()
+        sim.proc.send_signal(signal.SIGTERM)
+        sim.wait_for_line("SIGTERM ignored")
+        time.sleep(0.3)
+        assert sim.proc.poll() is None
+        assert httpx.get(sim.base_url + "/ready").status_code == 200
+        sim.proc.send_signal(signal.SIGQUIT)
+        assert wait_exit(sim) == -signal.SIGKILL
+        sim.wait_for_line("SIGQUIT received. signum=3, frame=None. It usually means one child failed.")
+        assert all(gone(pid) for pid in child)
+
+
+def test_sigterm_while_loading_kills_by_sigterm():
+    sim = start_sim(cold_start="5s")
+    try:
+        sim.wait_for_line("Load weight begin")
+        child = sim.children()
+        sim.proc.send_signal(signal.SIGTERM)
+        assert wait_exit(sim) == -signal.SIGTERM
+        assert all(gone(pid) for pid in child)
+    finally:
+        sim.stop()
+
+
+def test_sigterm_before_any_generate_with_skip_warmup_dies_by_sigterm():
+    with running_sim("--skip-server-warmup") as sim:
+        sim.proc.send_signal(signal.SIGTERM)
+        assert wait_exit(sim) == -signal.SIGTERM
+
+
+def test_crash_after_dies_like_sglang():
+    with running_sim("--sim-crash-after", "1s") as sim:
+        assert wait_exit(sim, 10) == -signal.SIGKILL
+        text = "\n".join(sim.stderr_lines())
+    assert "Scheduler hit an exception: Traceback (most recent call last):" in text
+    assert "CUDA error: an illegal memory access was encountered" in text
+    assert "SIGQUIT received" in text
+
+
+def test_killed_child_triggers_watchdog_and_sigquit():
+    with running_sim() as sim:
+        child = sim.children()[0]
+        os.kill(child, signal.SIGKILL)
+        assert wait_exit(sim, 10) == -signal.SIGKILL
+        sim.wait_for_line(f"Subprocess scheduler_0 (pid={child}) crashed with exit code -9. "
+                          "Triggering SIGQUIT for cleanup...")
+
+
+@pytest.mark.parametrize("extra,message", [
+    ((), "Capture cuda graph failed: CUDA out of memory."),
+    (("--mem-fraction-static", "0.3"),
+     "RuntimeError: Not enough memory. Please try to increase --mem-fraction-static. Current value: "
+     "mem_fraction_static=0.3"),
+])
+def test_oom_fails_start_with_sglang_messages(extra, message):
+    with running_sim("--sim-oom", *extra, wait_ready=False) as sim:
+        assert wait_exit(sim, 10) == -signal.SIGKILL
+        text = "\n".join(sim.stderr_lines())
+        assert message in text and "Scheduler hit an exception" in text
+        assert "Received sigquit from a child process. It usually means the child failed." in text
+        assert "Uvicorn running" not in text and READY_LINE not in text
+
+
+def test_port_in_use_exits_nonzero_after_load():
+    port = free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        with running_sim(port=port, wait_ready=False) as sim:
+            assert wait_exit(sim, 10) not in (0, None) and sim.proc.returncode > 0  # uvicorn's startup failure
+            text = "\n".join(sim.stderr_lines())
+    assert "Load weight end" in text  # the port is only tried after loading, as in SGLang
+    assert re.search(r"\[Errno 98\] error while attempting to bind on address \('127\.0\.0\.1', \d+\)", text)
+
+
+def test_qwentui_sim_subcommand_forwards_flags():
+    port = free_port()
+    bad = subprocess.run([sys.executable, "-m", "qwentui", "sim", "--model-path", "m", "--bogus"],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "unrecognized arguments: --bogus" in bad.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "qwentui", "sim", "--model-path", "m", "--port", str(port),
+                             "--sim-cold-start", "0.2s"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        for line in proc.stderr:
+            if READY_LINE in line:
+                break
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"][0]["id"] == "m"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+
+
+def test_sigterm_to_the_process_group_kills_scheduler_and_server_dies_by_sigkill():
+    """A group SIGTERM also hits the scheduler (default action): SGLang's watchdog path, no drain.
+
+    So a supervisor that wants the drain must SIGTERM the main pid, not the group.
+    """
+    with running_sim() as sim:
+        child = sim.children()[0]
+        os.killpg(sim.pid, signal.SIGTERM)  # simproc starts each simulator in its own session
+        assert wait_exit(sim) == -signal.SIGKILL
+        sim.wait_for_line(f"Subprocess scheduler_0 (pid={child}) crashed with exit code -15. "
+                          "Triggering SIGQUIT for cleanup...")
