@@ -1,42 +1,18 @@
 """GPU name and class for preset choice; tolerates a box without NVML.
 
-The class names are shared with the cost tables ("T4", "L4", "A10G", "A100", "H100",
-"other"). `qwentui.telemetry.nvml.gpu_class` is the shared implementation when present;
-the table here is the fallback so the engine never depends on telemetry being importable.
+The class names ("T4", "L4", "A10G", "A100", "H100", "other") and the name → class
+mapping live in `qwentui.telemetry.nvml` and are shared with the cost tables.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
-CLASSES = ("T4", "L4", "A10G", "A100", "H100")
+from qwentui.telemetry.nvml import GPU_CLASSES as CLASSES
+from qwentui.telemetry.nvml import gpu_class
 
-# Order matters: "A100" must be tested before "A10", "H100" before "H10".
-_PATTERNS = (
-    ("T4", re.compile(r"\bT4\b", re.I)),
-    ("L4", re.compile(r"\bL4\b", re.I)),
-    ("A10G", re.compile(r"\bA10G?\b", re.I)),
-    ("A100", re.compile(r"\bA100\b", re.I)),
-    ("H100", re.compile(r"\bH100\b", re.I)),
-)
-
-
-def _local_class(name: str) -> str:
-    for cls, pattern in _PATTERNS:
-        if pattern.search(name.replace("-", " ")):
-            return cls
-    return "other"
-
-
-def gpu_class(name: str) -> str:
-    """'Tesla T4' → 'T4', 'NVIDIA A100-SXM4-80GB' → 'A100', anything else → 'other'."""
-    try:
-        from qwentui.telemetry.nvml import gpu_class as shared
-    except ImportError:
-        return _local_class(name)
-    return shared(name)
+__all__ = ["CLASSES", "gpu_class", "probe", "detect_gpu_name", "GpuInfo", "GpuReport"]
 
 
 @dataclass(frozen=True)
