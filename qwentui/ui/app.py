@@ -1,0 +1,286 @@
+"""The Textual app: composition, key routing and engine wiring only.
+
+`make_app` is the one factory used by the CLI, the tests and the snapshot apps.
+Panes live in `ui/widgets/`; other panes (GPU, cost, ...) are mounted into the
+right-hand `#side` column with `mount_side`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer
+
+from qwentui.client import ChatClient
+from qwentui.config import Config
+from qwentui.errors import QwentuiError
+from qwentui.ui.widgets.chat import ChatPane
+from qwentui.ui.widgets.dialogs import QuitDialog, SaveDialog
+from qwentui.ui.widgets.header import EngineHeader, blocked_reason, state_name
+
+STATUS_POLL_S = 0.25
+
+
+class QwentuiApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "qwentui"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    BINDINGS = [
+        Binding("escape", "stop_generation", "Stop", id="stop-generation", priority=True),
+        Binding("ctrl+c", "stop_generation", "Stop", id="stop-generation-ctrl-c", show=False, priority=True),
+        Binding("ctrl+t", "toggle_thinking", "Thinking", id="toggle-thinking"),
+        Binding("ctrl+r", "toggle_reasoning", "Reasoning", id="toggle-reasoning"),
+        Binding("ctrl+n", "new_chat", "New chat", id="new-chat"),
+        Binding("ctrl+o", "copy_answer", "Copy", id="copy-answer"),
+        Binding("ctrl+s", "save_answer", "Save", id="save-answer"),
+        Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
+    ]
+
+    engine_status: reactive[Any] = reactive(None, always_update=True, init=False)
+
+    @dataclass
+    class EngineStatusChanged(Message):
+        status: Any
+
+    def __init__(self, cfg: Config, *, supervisor: Any = None, client: ChatClient | None = None,
+                 clock: Callable[[], float] | None = None, status: Any = None, keep_engine: bool = False) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.supervisor = supervisor
+        self._client = client
+        self._owns_client = client is None
+        self.clock = clock or time.monotonic
+        self._initial_status = status
+        self.keep_engine = keep_engine
+        self.kept_pid: int | None = None  # engine handed over on quit ("keep it running")
+
+    def compose(self) -> ComposeResult:
+        chat = self.cfg.chat
+        yield EngineHeader(id="header")
+        with Horizontal(id="body"):
+            yield ChatPane(client_factory=self.chat_client, thinking=chat.thinking, id="chat",
+                           system_prompt=chat.system_prompt, max_tokens=chat.max_tokens, clock=self.clock)
+            yield Vertical(id="side")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        if self.cfg.ui.keymap:
+            self.set_keymap(self.cfg.ui.keymap)
+        if self.cfg.ui.theme in self.available_themes:
+            self.theme = self.cfg.ui.theme
+        self.engine_status = self.supervisor.status if self.supervisor else self._initial_status
+        if self.supervisor is not None:
+            self.set_interval(STATUS_POLL_S, self._poll_status)
+            attached = getattr(self.engine_status, "attached", False)
+            if (self.cfg.engine.autostart or attached) and state_name(self.engine_status) == "stopped":
+                self.start_engine()
+        self.chat.prompt.focus()
+
+    async def on_unmount(self) -> None:
+        if self._client is not None and self._owns_client:
+            await self._client.aclose()
+
+    @property
+    def chat(self) -> ChatPane:
+        return self.query_one("#chat", ChatPane)
+
+    @property
+    def header(self) -> EngineHeader:
+        return self.query_one("#header", EngineHeader)
+
+    def mount_side(self, *panes: Widget) -> None:
+        """Mount panes into the right-hand column (shown once it has a pane)."""
+        side = self.query_one("#side", Vertical)
+        side.mount_all(panes)
+        side.add_class("-has-panes")
+
+    # ------------------------------------------------------------------ engine
+
+    def set_engine_status(self, status: Any) -> None:
+        """Supervisor `on_status` target; safe from any thread."""
+        self.post_message(self.EngineStatusChanged(status))
+
+    def on_qwentui_app_engine_status_changed(self, event: EngineStatusChanged) -> None:
+        self.engine_status = event.status
+
+    def _poll_status(self) -> None:
+        status = self.supervisor.status
+        if status is not self.engine_status:  # the supervisor replaces its frozen snapshot on change
+            self.engine_status = status
+
+    def watch_engine_status(self, status: Any) -> None:
+        self.header.status = status
+        self.chat.blocked = blocked_reason(status)
+        self.refresh_bindings()
+
+    def chat_client(self) -> ChatClient:
+        if self._client is None:
+            sup, eng = self.supervisor, self.cfg.engine
+            if sup is not None:
+                base, key, model = sup.base_url, sup.api_key, sup.served_model
+            else:
+                base, key = f"http://{eng.host}:{eng.port}", eng.api_key
+                model = eng.served_model_name or eng.model
+            self._client = ChatClient(base, api_key=key, model=model or "default")
+        return self._client
+
+    def _owns_engine(self) -> bool:
+        sup = self.supervisor
+        return sup is not None and not getattr(sup.status, "attached", False)
+
+    def start_engine(self) -> None:
+        """Launch the engine (attached: connect to it); failures become a notification."""
+        if self.supervisor is not None and not getattr(self.supervisor.status, "running", False):
+            self.run_worker(self._start_engine(), group="engine", exclusive=True, exit_on_error=False,
+                            description="start engine")
+
+    async def _start_engine(self) -> None:
+        try:
+            await self.supervisor.start()
+        except QwentuiError as exc:
+            self.notify(exc.hint or exc.message, title=f"Engine: {exc.message}"[:80], severity="error", timeout=10)
+
+    def stop_engine(self, then_exit: bool = False) -> None:
+        if self._owns_engine():
+            self.run_worker(self._stop_engine(then_exit), group="engine", exclusive=True, exit_on_error=False,
+                            description="stop engine")
+        elif then_exit:
+            self.exit()
+
+    async def _stop_engine(self, then_exit: bool) -> None:
+        try:
+            await self.supervisor.stop("user")
+        except QwentuiError as exc:
+            self.notify(exc.message, title="Engine stop failed", severity="error", timeout=10)
+        if then_exit:
+            self.exit()
+
+    # ------------------------------------------------------------------ actions
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "stop_generation":
+            # Only while streaming, and not over a dialog; otherwise the key falls
+            # through (esc closes dialogs, ctrl+c copies in the prompt).
+            return self.chat.streaming and isinstance(self.screen, Screen) and not self.screen.is_modal
+        return True
+
+    def on_chat_pane_request_started(self) -> None:
+        self.refresh_bindings()
+
+    def on_chat_pane_request_ended(self) -> None:
+        self.refresh_bindings()
+
+    def action_stop_generation(self) -> None:
+        if self.chat.stop():
+            self.notify("Stopped generating.", timeout=2)
+
+    def action_toggle_thinking(self) -> None:
+        self.chat.toggle_thinking()
+        self.notify(f"Thinking {'ON' if self.chat.thinking else 'off'} for the next message.", timeout=2)
+
+    def action_toggle_reasoning(self) -> None:
+        if not self.chat.toggle_reasoning():
+            self.notify("No reasoning to show yet.", timeout=2)
+
+    async def action_new_chat(self) -> None:
+        await self.chat.new_chat()
+
+    def action_copy_answer(self) -> None:
+        text = self.chat.conversation.last_answer()
+        if text is None:
+            self.notify("No answer to copy yet.", timeout=2)
+            return
+        self.copy_to_clipboard(text)
+        self.notify("Copied the last answer (OSC 52). If nothing arrives, ctrl+s saves it to a file.", timeout=4)
+
+    def action_save_answer(self) -> None:
+        text = self.chat.conversation.last_answer()
+        if text is None:
+            self.notify("No answer to save yet.", timeout=2)
+            return
+        self._save("Save the last answer to", "answer", "md", text)
+
+    def action_export(self, fmt: str) -> None:
+        conv = self.chat.conversation
+        if not conv.turns:
+            self.notify("The conversation is empty.", timeout=2)
+            return
+        text = conv.to_json() if fmt == "json" else conv.to_markdown()
+        self._save(f"Export the conversation ({fmt.upper()}) to", "chat", fmt, text)
+
+    def _save(self, title: str, stem: str, ext: str, text: str) -> None:
+        name = f"qwentui-{stem}-{datetime.now():%Y%m%d-%H%M%S}.{ext}"
+        default = str(Path.cwd() / name)
+
+        def done(path: Path | None) -> None:
+            if path is not None:
+                self.notify(f"Saved to {path}", timeout=4)
+
+        self.push_screen(SaveDialog(title, default, text), done)
+
+    async def action_quit(self) -> None:
+        status = self.engine_status
+        running = state_name(status) in ("starting", "ready", "stopping")
+        if not self._owns_engine() or not running:
+            self.exit()
+            return
+        detail = f"{getattr(status, 'model', '')} at {getattr(status, 'base_url', '')}"
+        self.push_screen(QuitDialog(detail, can_keep=self.keep_engine), self._quit_choice)
+
+    def _quit_choice(self, choice: str | None) -> None:
+        if choice == "stop":
+            self.notify("Stopping the engine…", timeout=10)
+            self.stop_engine(then_exit=True)
+        elif choice == "keep":
+            try:
+                self.kept_pid = self.supervisor.detach()
+            except QwentuiError as exc:
+                self.notify(exc.message, title="Cannot keep the engine", severity="error", timeout=8)
+                return
+            self.exit()
+
+    # ------------------------------------------------------------------ palette
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        chat = self.chat
+        if chat.streaming:
+            yield SystemCommand("Stop generation", "Stop the answer being generated (esc)",
+                                self.action_stop_generation)
+        mode = "ON" if chat.thinking else "off"
+        yield SystemCommand("Toggle thinking", f"Qwen3 thinking for the next message (now {mode}; ctrl+t)",
+                            self.action_toggle_thinking)
+        yield SystemCommand("Toggle reasoning", "Show/hide the last answer's reasoning (ctrl+r)",
+                            self.action_toggle_reasoning)
+        yield SystemCommand("New chat", "Start an empty conversation (ctrl+n)", self.action_new_chat)
+        yield SystemCommand("Copy last answer", "Copy to the clipboard via OSC 52 (ctrl+o)", self.action_copy_answer)
+        yield SystemCommand("Save last answer to file", "Write it to a Markdown file (ctrl+s)",
+                            self.action_save_answer)
+        yield SystemCommand("Export conversation as Markdown", "Save the whole chat as .md",
+                            lambda: self.action_export("md"))
+        yield SystemCommand("Export conversation as JSON", "Save the whole chat as .json",
+                            lambda: self.action_export("json"))
+        if self._owns_engine():
+            yield SystemCommand("Start engine", "Launch the engine", self.start_engine)
+            yield SystemCommand("Stop engine", "Stop the engine (SIGTERM, then SIGKILL)", self.stop_engine)
+
+
+def make_app(cfg: Config, *, supervisor: Any = None, client: ChatClient | None = None,
+             clock: Callable[[], float] | None = None, status: Any = None,
+             keep_engine: bool = False) -> QwentuiApp:
+    """Build the app. `supervisor` drives the header and engine actions; without one,
+    `status` is a fixed engine snapshot (None = an engine qwentui does not manage)."""
+    return QwentuiApp(cfg, supervisor=supervisor, client=client, clock=clock, status=status,
+                      keep_engine=keep_engine)

@@ -1,0 +1,91 @@
+"""Multi-line prompt: Enter sends, Shift+Enter / Ctrl+J add a line, Up/Down walk the history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import TextArea
+
+
+class ChatInput(TextArea):
+    DEFAULT_CSS = """
+    ChatInput { height: auto; min-height: 3; max-height: 12; border: round $accent 60%; }
+    ChatInput:focus { border: round $accent; }
+    ChatInput:disabled { border: round $warning 50%; }
+    """
+
+    BINDINGS = [
+        Binding("enter", "submit", "Send", id="send", priority=True),
+        Binding("shift+enter,ctrl+j", "newline", "Newline", id="newline", key_display="^j", priority=True),
+        Binding("up", "history_previous", "History", id="history-previous", key_display="↑↓"),
+        Binding("down", "history_next", "History", id="history-next", show=False),
+    ]
+
+    @dataclass
+    class Submitted(Message):
+        """The user asks to send `text` (never empty or whitespace-only); the receiver
+        calls `accept` once it really sent it, so a refused message stays in the prompt."""
+
+        input: "ChatInput"
+        text: str
+
+        @property
+        def control(self) -> "ChatInput":
+            return self.input
+
+    def __init__(self, *, history_size: int = 200, **kw) -> None:
+        super().__init__(soft_wrap=True, tab_behavior="focus", show_line_numbers=False,
+                         highlight_cursor_line=False, compact=False, **kw)
+        self.sent_history: list[str] = []
+        self._history_size = history_size
+        self._index: int | None = None  # position in history while browsing
+        self._draft = ""
+
+    def action_submit(self) -> None:
+        text = self.text
+        if not text.strip():
+            return  # empty message: ignored, nothing is sent
+        self.post_message(self.Submitted(self, text))
+
+    def accept(self, text: str) -> None:
+        """The message was sent: keep it in the history and empty the prompt."""
+        self.remember(text)
+        if self.text == text:
+            self.clear()
+
+    def action_newline(self) -> None:
+        self.insert("\n")
+
+    def remember(self, text: str) -> None:
+        if not self.sent_history or self.sent_history[-1] != text:
+            self.sent_history.append(text)
+            del self.sent_history[:-self._history_size]
+        self._index = None
+        self._draft = ""
+
+    def action_history_previous(self) -> None:
+        if not self.sent_history or not self.navigator.is_first_wrapped_line(self.cursor_location):
+            self.action_cursor_up()
+            return
+        if self._index is None:
+            self._draft, self._index = self.text, len(self.sent_history)
+        if self._index > 0:
+            self._index -= 1
+            self._show(self.sent_history[self._index])
+
+    def action_history_next(self) -> None:
+        if self._index is None or not self.navigator.is_last_wrapped_line(self.cursor_location):
+            self.action_cursor_down()
+            return
+        self._index += 1
+        if self._index >= len(self.sent_history):
+            self._index = None
+            self._show(self._draft)
+        else:
+            self._show(self.sent_history[self._index])
+
+    def _show(self, text: str) -> None:
+        self.load_text(text)
+        self.move_cursor(self.document.end)
