@@ -1,10 +1,11 @@
 """The idle watchdog and the cost ledger inside headless `qwentui serve`.
 
-Plugs into `ServeSession` through its hooks (`on_tick`, `on_exit`, `request_stop`): each
-tick scrapes `/metrics`, feeds the watchdog and the cost meter (ledger row, heartbeat,
-budget), and when the watchdog says so stops the engine with reason `idle`/`budget` via
-`ActionRunner`, which closes the ledger row and then, for `poweroff`, runs the command.
-Only changes are printed (warning, activity again, metrics lost), never a line per tick.
+Plugs into `ServeSession` through its hooks (`on_tick`, `on_exit`, `request_stop`). The
+feeding and acting is `qwentui.runtime.Runtime`, the same as in the console: each tick
+scrapes `/metrics`, feeds the watchdog and the cost meter (ledger row, heartbeat, budget),
+and when the watchdog says so stops the engine with reason `idle`/`budget`, closes the
+ledger row and then, for `poweroff`, runs the command. This module only prints: changes
+(warning, activity again, metrics lost), never a line per tick.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import argparse
 import dataclasses
 import time
 from typing import Any, Callable
-
-from qwentui.errors import QwentuiError
 
 STOP_NOTE = "Ctrl+C stops now"
 
@@ -57,45 +56,49 @@ def install(session: Any, args: argparse.Namespace) -> "ServeWatch | None":
 
 
 class ServeWatch:
+    """Serve's printing around the shared `Runtime` (which feeds, decides and acts)."""
+
     def __init__(self, session: Any, idle_cfg: Any, *, clock: Callable[[], float] = time.monotonic,
                  scrape: Callable[[], Any] | None = None, ledger: Any = "default") -> None:
-        from qwentui.idle import Watchdog
-        from qwentui.poweroff import ActionRunner
+        from qwentui.runtime import Runtime
 
-        self.session, self.idle, self._clock = session, idle_cfg, clock
-        self.watchdog = Watchdog.from_config(idle_cfg, clock)
-        self.runner = ActionRunner(session.sup, action=idle_cfg.action, dry_run=idle_cfg.dry_run,
-                                   poweroff_command=idle_cfg.poweroff_command,
-                                   close_ledger=self._close_ledger, print_fn=session.say)
-        self.meter, self.ledger = self._open_meter(ledger)
+        self.session, self.idle = session, idle_cfg
         self._scrape_fn = scrape
         self._http: Any = None
-        self._armed = False
+        self.runtime = Runtime(session.cfg, session.sup, idle_cfg=idle_cfg, scrape=self._scrape, ledger=ledger,
+                               clock=clock, on_message=session.say, inline_actions=True)
+        self.runtime.on_action_start = self._acting
+        self.runtime.on_action_done = self._acted
+        self._announced = False
         self._last: Any = None
         self._metrics_error: str | None = None
-        self._beat_at = 0.0
         self.result: Any = None  # the ActionResult once the watchdog acted
+
+    @property
+    def watchdog(self) -> Any:
+        return self.runtime.watchdog
+
+    @property
+    def meter(self) -> Any:
+        return self.runtime.meter
+
+    @property
+    def ledger(self) -> Any:
+        return self.runtime.ledger
 
     # -- hooks -------------------------------------------------------------------------------
 
     async def on_tick(self, session: Any) -> None:
-        if not self._armed:  # count from ready, not from launch
-            self._armed = True
-            self.watchdog.rearm()
+        if not self._announced:
+            self._announced = True
             session.say(self._plan_line())
-        metrics = await self._scrape()
-        self.watchdog.observe_metrics(metrics)
-        self._feed_meter(metrics)
-        status = self.watchdog.tick()
-        self.meter.record_idle(status.state.value in ("idle", "snoozed", "warning"))
-        self._report(status, metrics)
-        if status.action_due:
-            await self._act(status)
+        snap = await self.runtime.step()
+        self._report(snap.idle, self.runtime.metrics)
 
     async def on_exit(self, session: Any) -> None:
         if self._http is not None:
             await self._http.aclose()
-        self._close_ledger(session.stop_reason or "user")
+        self.runtime.finish_ledger(session.stop_reason or "user")
 
     # -- pieces ------------------------------------------------------------------------------
 
@@ -128,7 +131,7 @@ class ServeWatch:
             self._http = httpx.AsyncClient(trust_env=False)
         return await scrape(self._http, self.session.sup.base_url)
 
-    async def _act(self, status: Any) -> None:
+    def _acting(self, status: Any) -> None:
         from qwentui.idle import clock_text
 
         reason = status.reason_action
@@ -136,12 +139,13 @@ class ServeWatch:
         why = f"no activity for {clock_text(status.seconds_idle)}" if reason == "idle" else "budget reached"
         then = " and powering off" if self.idle.action == "poweroff" else ""
         self.session.say(f"idle: {why}: stopping the engine{then}...")
-        self.result = await self.runner.run(reason)
-        self.watchdog.action_done()
-        self.session.say(f"idle: {self.result.message}")
-        if self.result.hint:
-            self.session.say(f"hint: {self.result.hint}")
-        if not self.result.ok:
+
+    def _acted(self, result: Any) -> None:
+        self.result = result
+        self.session.say(f"idle: {result.message}")
+        if result.hint:
+            self.session.say(f"hint: {result.hint}")
+        if not result.ok:
             self.session.exit_code = max(getattr(self.session, "exit_code", 0), 1)
 
     def _report(self, status: Any, metrics: Any) -> None:
@@ -163,47 +167,3 @@ class ServeWatch:
         elif last is not None and last.state is IdleState.WARNING and status.state in (
                 IdleState.ACTIVE, IdleState.IDLE):
             say(f"idle: activity again ({status.last_activity}): stop cancelled")
-
-    # -- cost ledger -------------------------------------------------------------------------
-
-    def _open_meter(self, ledger: Any) -> tuple[Any, Any]:
-        from qwentui.cost.ledger import Ledger
-        from qwentui.cost.meter import Meter
-
-        if ledger == "default":
-            try:
-                ledger = Ledger()
-                ledger.recover()
-            except QwentuiError as exc:
-                self.session.say(f"cost ledger unavailable: {exc.message}; this session is not recorded")
-                ledger = None
-        meter = Meter(self.session.cfg, ledger=ledger)
-        plan = getattr(self.session.sup, "plan", None)
-        if plan is not None and plan.gpu_name:
-            meter.set_gpu(plan.gpu_name, plan.gpu_class or None)
-        self.session.sup.subscribe(meter.observe_engine)
-        return meter, ledger
-
-    def _feed_meter(self, metrics: Any) -> None:
-        m = self.meter
-        if metrics is not None and getattr(metrics, "available", False):
-            values = (metrics.prompt_tokens_total, metrics.generation_tokens_total, metrics.requests_total)
-            if all(isinstance(v, (int, float)) and v == v for v in values):
-                m.set_counters(*values)
-        now = self._clock()
-        if now - self._beat_at >= self.session.cfg.cost.heartbeat:
-            self._beat_at = now
-            m.heartbeat()
-        c = self.session.cfg.cost
-        if c.budget_session > 0 or c.budget_month > 0:
-            kind = m.snapshot().budget_exceeded
-            if kind:
-                self.watchdog.budget_reached(kind)
-
-    def _close_ledger(self, reason: str) -> None:
-        """Close the session row (once) and the ledger file; the poweroff runs after this."""
-        if self.meter.engine_running:
-            self.meter.engine_stopped(reason)
-        if self.ledger is not None:
-            self.ledger.close()
-            self.ledger = None

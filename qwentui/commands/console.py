@@ -1,16 +1,26 @@
-"""`qwentui` with no subcommand: start (or attach to) the engine and open the console."""
+"""`qwentui` with no subcommand: start (or attach to) the engine and open the console.
+
+SIGTERM, SIGHUP (a dropped SSH session) and a SIGINT sent with kill end the app like a
+quit: the engine is stopped (unless it was handed over with --keep-engine) and the
+ledger row is closed with stop reason "signal". Ctrl+C typed in the app is a key
+(stop generating), not a signal.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
+
+SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
 def build(args: argparse.Namespace):
     """The app and its supervisor for these args (bad config/flags raise UsageError here)."""
     from qwentui import cli
     from qwentui.engine import Supervisor
+    from qwentui.runtime import Runtime
     from qwentui.ui.app import make_app
 
     cfg = cli.load_config(args)
@@ -19,16 +29,31 @@ def build(args: argparse.Namespace):
         supervisor = Supervisor.attach(args.attach, cfg.engine.api_key, cfg=cfg)
     else:
         supervisor = Supervisor(cfg, keep_engine=keep)
-    return make_app(cfg, supervisor=supervisor, keep_engine=keep), supervisor
+    runtime = Runtime(cfg, supervisor)
+    return make_app(cfg, supervisor=supervisor, keep_engine=keep, runtime=runtime), supervisor
+
+
+def _on_signal(app) -> None:
+    app.exit_reason = "signal"
+    app.exit()
 
 
 async def _run(app, supervisor) -> int | None:
+    loop = asyncio.get_running_loop()
+    for sig in SIGNALS:
+        loop.add_signal_handler(sig, _on_signal, app)
     try:
         await app.run_async()
     finally:
-        # However the app ended, an engine we own and did not hand over must not outlive us.
-        if supervisor.status.running and not supervisor.attached:
-            await supervisor.stop("user")
+        try:
+            # However the app ended, an engine we own and did not hand over must not outlive us.
+            if app.runtime is not None:
+                await app.runtime.close(app.exit_reason)
+            if supervisor.status.running and not supervisor.attached:
+                await supervisor.stop(app.exit_reason)
+        finally:
+            for sig in SIGNALS:
+                loop.remove_signal_handler(sig)
     return app.return_code
 
 

@@ -7,6 +7,7 @@ right-hand `#side` column with `mount_side`.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -16,27 +17,32 @@ from typing import Any
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer
 
 from qwentui.client import ChatClient
 from qwentui.config import Config
 from qwentui.errors import QwentuiError
+from qwentui.ui.screens.layout import (HORIZONTAL_BREAKPOINTS, VERTICAL_BREAKPOINTS, KeyFooter, PaneTabs,
+                                       TooSmall)
+from qwentui.ui.screens.operator import OPERATOR_BINDINGS, OperatorActions, SideColumn
+from qwentui.ui.themes import install_themes
 from qwentui.ui.widgets.chat import ChatPane
 from qwentui.ui.widgets.dialogs import QuitDialog, SaveDialog
-from qwentui.ui.widgets.header import EngineHeader, blocked_reason, state_name
+from qwentui.ui.widgets.header import EngineHeader, state_name
+from qwentui.ui.wiring import RuntimeWiring
 
 STATUS_POLL_S = 0.25
 
 
-class QwentuiApp(App):
+class QwentuiApp(OperatorActions, RuntimeWiring, App):
     CSS_PATH = "app.tcss"
     TITLE = "qwentui"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    HORIZONTAL_BREAKPOINTS = HORIZONTAL_BREAKPOINTS  # -tiny (<80: "enlarge" notice), -narrow, -wide, -xwide
+    VERTICAL_BREAKPOINTS = VERTICAL_BREAKPOINTS  # -short (<24 rows: "enlarge" notice), -tall
     BINDINGS = [
         Binding("escape", "stop_generation", "Stop", id="stop-generation", priority=True),
         Binding("ctrl+c", "stop_generation", "Stop", id="stop-generation-ctrl-c", show=False, priority=True),
@@ -45,7 +51,9 @@ class QwentuiApp(App):
         Binding("ctrl+n", "new_chat", "New chat", id="new-chat"),
         Binding("ctrl+o", "copy_answer", "Copy", id="copy-answer"),
         Binding("ctrl+s", "save_answer", "Save", id="save-answer"),
+        *OPERATOR_BINDINGS,  # F1 help, F2-F4 panes, F6 log, F7 client, F8 report, F9 theme, ctrl+g engine
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
+        Binding("f5", "restart_engine", "Restart engine", id="restart-engine", show=False),
     ]
 
     engine_status: reactive[Any] = reactive(None, always_update=True, init=False)
@@ -55,10 +63,14 @@ class QwentuiApp(App):
         status: Any
 
     def __init__(self, cfg: Config, *, supervisor: Any = None, client: ChatClient | None = None,
-                 clock: Callable[[], float] | None = None, status: Any = None, keep_engine: bool = False) -> None:
+                 clock: Callable[[], float] | None = None, status: Any = None, keep_engine: bool = False,
+                 runtime: Any = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.supervisor = supervisor
+        self.runtime = runtime  # qwentui.runtime.Runtime: telemetry, cost, idle watchdog
+        self.exit_reason = "user"  # the ledger's stop reason when the app ends ("signal", ...)
+        self.init_wiring()
         self._client = client
         self._owns_client = client is None
         self.clock = clock or time.monotonic
@@ -69,24 +81,28 @@ class QwentuiApp(App):
     def compose(self) -> ComposeResult:
         chat = self.cfg.chat
         yield EngineHeader(id="header")
+        yield PaneTabs(id="pane-tabs")
         with Horizontal(id="body"):
             yield ChatPane(client_factory=self.chat_client, thinking=chat.thinking, id="chat",
                            system_prompt=chat.system_prompt, max_tokens=chat.max_tokens, clock=self.clock)
-            yield Vertical(id="side")
-        yield Footer(compact=True)
+            yield SideColumn(id="side")
+        yield KeyFooter()
+        yield TooSmall()
 
     def on_mount(self) -> None:
         if self.cfg.ui.keymap:
             self.set_keymap(self.cfg.ui.keymap)
-        if self.cfg.ui.theme in self.available_themes:
-            self.theme = self.cfg.ui.theme
+        for warning in install_themes(self, self.cfg.ui.theme):
+            self.notify(warning, title="Theme", severity="warning", timeout=8)
         self.engine_status = self.supervisor.status if self.supervisor else self._initial_status
         if self.supervisor is not None:
             self.set_interval(STATUS_POLL_S, self._poll_status)
             attached = getattr(self.engine_status, "attached", False)
             if (self.cfg.engine.autostart or attached) and state_name(self.engine_status) == "stopped":
-                self.start_engine()
+                self.call_after_refresh(self.start_engine)  # first paint before the engine starts
+        self.start_runtime()
         self.chat.prompt.focus()
+        self.call_after_refresh(gc.freeze)  # start-up objects out of the GC: no long pauses while streaming
 
     async def on_unmount(self) -> None:
         if self._client is not None and self._owns_client:
@@ -102,9 +118,7 @@ class QwentuiApp(App):
 
     def mount_side(self, *panes: Widget) -> None:
         """Mount panes into the right-hand column (shown once it has a pane)."""
-        side = self.query_one("#side", Vertical)
-        side.mount_all(panes)
-        side.add_class("-has-panes")
+        self.add_side_panes(panes)  # F3/F4 switch to them on narrow terminals
 
     # ------------------------------------------------------------------ engine
 
@@ -122,7 +136,7 @@ class QwentuiApp(App):
 
     def watch_engine_status(self, status: Any) -> None:
         self.header.status = status
-        self.chat.blocked = blocked_reason(status)
+        self.chat.blocked = self.blocked_text(status)
         self.refresh_bindings()
 
     def chat_client(self) -> ChatClient:
@@ -134,7 +148,7 @@ class QwentuiApp(App):
                 base, key = f"http://{eng.host}:{eng.port}", eng.api_key
                 model = eng.served_model_name or eng.model
             self._client = ChatClient(base, api_key=key, model=model or "default")
-        return self._client
+        return self.runtime_client(self._client)
 
     def _owns_engine(self) -> bool:
         sup = self.supervisor
@@ -148,7 +162,7 @@ class QwentuiApp(App):
 
     async def _start_engine(self) -> None:
         try:
-            await self.supervisor.start()
+            await (self.runtime.start_engine() if self.runtime is not None else self.supervisor.start())
         except QwentuiError as exc:
             self.notify(exc.hint or exc.message, title=f"Engine: {exc.message}"[:80], severity="error", timeout=10)
 
@@ -177,9 +191,11 @@ class QwentuiApp(App):
         return True
 
     def on_chat_pane_request_started(self) -> None:
+        self.runtime_request_started()
         self.refresh_bindings()
 
-    def on_chat_pane_request_ended(self) -> None:
+    def on_chat_pane_request_ended(self, event: ChatPane.RequestEnded) -> None:
+        self.runtime_request_ended(event.turn)
         self.refresh_bindings()
 
     def action_stop_generation(self) -> None:
@@ -255,6 +271,7 @@ class QwentuiApp(App):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
+        yield from self.operator_commands()
         chat = self.chat
         if chat.streaming:
             yield SystemCommand("Stop generation", "Stop the answer being generated (esc)",
@@ -273,14 +290,22 @@ class QwentuiApp(App):
         yield SystemCommand("Export conversation as JSON", "Save the whole chat as .json",
                             lambda: self.action_export("json"))
         if self._owns_engine():
-            yield SystemCommand("Start engine", "Launch the engine", self.start_engine)
-            yield SystemCommand("Stop engine", "Stop the engine (SIGTERM, then SIGKILL)", self.stop_engine)
+            yield SystemCommand("Start engine", "Launch the engine (ctrl+g)", self.start_engine)
+            yield SystemCommand("Stop engine", "Stop the engine (SIGTERM, then SIGKILL; ctrl+g asks first)",
+                                self.stop_engine)
+        if self.runtime is not None:
+            yield SystemCommand("Restart engine", "Stop (if running) and start it again; the chat stays (f5)",
+                                self.action_restart_engine)
+            yield SystemCommand("Snooze idle stop", "Push the idle stop out by the idle timeout",
+                                self.action_snooze_idle)
+            yield SystemCommand("Disable idle stop", "No idle stop for this session (a budget still stops)",
+                                self.action_disable_idle)
 
 
 def make_app(cfg: Config, *, supervisor: Any = None, client: ChatClient | None = None,
              clock: Callable[[], float] | None = None, status: Any = None,
-             keep_engine: bool = False) -> QwentuiApp:
+             keep_engine: bool = False, runtime: Any = None) -> QwentuiApp:
     """Build the app. `supervisor` drives the header and engine actions; without one,
     `status` is a fixed engine snapshot (None = an engine qwentui does not manage)."""
     return QwentuiApp(cfg, supervisor=supervisor, client=client, clock=clock, status=status,
-                      keep_engine=keep_engine)
+                      keep_engine=keep_engine, runtime=runtime)

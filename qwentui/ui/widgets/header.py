@@ -65,7 +65,7 @@ class EngineHeader(Widget):
     status: reactive[Any] = reactive(None, always_update=True)
     fields: reactive[tuple[tuple[str, str], ...]] = reactive((), always_update=True)
 
-    def set_field(self, key: str, text: str) -> None:
+    def set_field(self, key: str, text: str | Text) -> None:
         """Add/replace a right-hand field; an empty text removes it."""
         items = dict(self.fields)
         if text:
@@ -93,7 +93,8 @@ class EngineHeader(Widget):
             if value:
                 line.append("  │  ", style="dim")
                 line.append(str(value))
-        right = Text("  ".join(text for _, text in self.fields), no_wrap=True)
+        right = Text("  ", no_wrap=True).join(  # a field may be a styled Text (idle warning)
+            Text(text) if isinstance(text, str) else text for _, text in self.fields)
         room = self.size.width - line.cell_len - right.cell_len - 1
         if right.plain and room > 0:
             line.append(" " * room)

@@ -1,0 +1,1 @@
+"""Full-size screens opened over the console (log, help, client snippet, cost report)."""

@@ -1,0 +1,117 @@
+"""The console wired to the runtime: panes, header, idle warning keys, restart, poweroff countdown.
+
+Real supervisor + simulator (`qwentui --demo`) with a short idle timeout."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from qwentui import cli
+from qwentui.commands import console
+from qwentui.config import Config, IdleConfig
+from qwentui.cost.ledger import Ledger
+from qwentui.engine.status import EngineState
+from qwentui.runtime import Runtime
+from qwentui.ui.app import make_app
+from qwentui.ui.widgets.cost import CostPane
+from qwentui.ui.widgets.gpu import GpuPane
+from qwentui.ui.widgets.idle import IdleWarning, PoweroffCountdown
+from tests.test_runtime import FakeSupervisor
+from tests.test_ui_chat import wait_until
+
+
+def _demo(monkeypatch, port: int, timeout: str = "4s", warn: str = "2s"):
+    monkeypatch.setenv("QWENTUI_ENGINE_EXTRA_ARGS", '["--sim-cold-start", "0.2s", "--sim-tokens-per-s", "3000"]')
+    monkeypatch.setenv("QWENTUI_ENGINE_PORT", str(port))
+    monkeypatch.setenv("QWENTUI_ENGINE_STOP_GRACE", "2s")
+    monkeypatch.setenv("QWENTUI_IDLE_TIMEOUT", timeout)
+    monkeypatch.setenv("QWENTUI_IDLE_WARN_BEFORE", warn)
+    monkeypatch.setenv("QWENTUI_COST_PRICE_PER_HOUR", "3.6")
+    app, sup = console.build(cli.build_parser().parse_args(["--demo"]))
+    bells: list[int] = []
+    app.bell = lambda: bells.append(1)
+    return app, sup, bells
+
+
+def _header(app) -> str:
+    return str(app.header.render())
+
+
+async def _chat(pilot, app, text: str) -> None:
+    app.chat.prompt.insert(text)
+    await pilot.press("enter")
+    n = len(app.chat.conversation.turns)
+    await wait_until(pilot, lambda: len(app.chat.conversation.turns) == n and not app.chat.streaming
+                     and app.chat.conversation.turns[-1].status == "done", timeout=15)
+
+
+async def test_panes_header_warning_snooze_stop_now_and_restart_keep_the_chat(monkeypatch, port):
+    app, sup, bells = _demo(monkeypatch, port)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: sup.status.state is EngineState.READY, timeout=30)
+        await wait_until(pilot, lambda: not app.chat.prompt.disabled)
+        await _chat(pilot, app, "hello")
+        await wait_until(pilot, lambda: app.query_one("#gpu", GpuPane).snapshot is not None
+                         and app.query_one("#cost", CostPane).snapshot is not None, timeout=5)
+        await wait_until(pilot, lambda: "¥3.6/h · session" in _header(app) and "stop in" in _header(app))
+        assert app.runtime.meter.session_id is not None
+        await wait_until(pilot, lambda: isinstance(app.screen, IdleWarning), timeout=10)
+        assert bells == [1] and "idle stop in" in _header(app)
+        await pilot.press("s")  # snooze
+        await wait_until(pilot, lambda: "snoozed" in _header(app))
+        assert not isinstance(app.screen, IdleWarning) and sup.status.state is EngineState.READY
+        await wait_until(pilot, lambda: isinstance(app.screen, IdleWarning), timeout=10)
+        await pilot.press("x")  # stop now
+        await wait_until(pilot, lambda: sup.status.state is EngineState.STOPPED, timeout=15)
+        assert sup.status.stop_reason == "idle"
+        await wait_until(pilot, lambda: "press F5 to restart" in app.chat.blocked)
+        assert "stopped (idle)" in _header(app) and app.chat.prompt.disabled
+        await pilot.press("f5")
+        await wait_until(pilot, lambda: sup.status.state is EngineState.READY, timeout=30)
+        await wait_until(pilot, lambda: not app.chat.prompt.disabled)
+        assert [t.content for t in app.chat.conversation.turns][0] == "hello"  # the chat stays
+        await _chat(pilot, app, "again")
+        assert len(app.chat.conversation.turns) == 4
+        await app.runtime.close("user")
+    with Ledger(read_only=True) as ledger:
+        assert [r.stop_reason for r in ledger.sessions()] == ["idle", "user"]
+
+
+async def test_escape_keeps_counting_then_it_stops_itself_and_disable_after_restart(monkeypatch, port):
+    app, sup, bells = _demo(monkeypatch, port, timeout="3s", warn="2s")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, IdleWarning), timeout=30)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, IdleWarning) and sup.status.state is EngineState.READY
+        await wait_until(pilot, lambda: sup.status.state is EngineState.STOPPED, timeout=15)
+        assert sup.status.stop_reason == "idle"
+        await pilot.press("f5")
+        await wait_until(pilot, lambda: isinstance(app.screen, IdleWarning), timeout=30)
+        await pilot.press("d")  # disable
+        await wait_until(pilot, lambda: "idle stop off" in _header(app))
+        await pilot.pause(1.5)
+        assert sup.status.state is EngineState.READY and len(bells) == 2
+        await app.runtime.close("user")
+
+
+async def test_poweroff_countdown_any_key_cancels_and_the_engine_stays_stopped(tmp_path):
+    marker = tmp_path / "marker"
+    idle = dataclasses.replace(IdleConfig(), timeout=1.0, warn_before=0.5, action="poweroff",
+                               poweroff_command=[sys.executable, "-c", f"open({str(marker)!r}, 'w')"])
+    cfg = dataclasses.replace(Config(), idle=idle, telemetry=dataclasses.replace(Config().telemetry, interval=0.2))
+    sup = FakeSupervisor()
+    runtime = Runtime(cfg, sup, scrape=_no_metrics)
+    app = make_app(cfg, supervisor=sup, runtime=runtime)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, PoweroffCountdown), timeout=10)
+        assert sup.stops == ["idle"]
+        await pilot.press("space")
+        await wait_until(pilot, lambda: runtime.last_action is not None)
+        assert runtime.last_action.cancelled and not marker.exists()
+        await runtime.close("user")
+
+
+async def _no_metrics():
+    return None
