@@ -142,10 +142,10 @@ class CostBook:
             self._open(engine)
 
     def _open(self, engine: EngineHandle) -> None:
-        from qwentui.cost.ledger import Ledger
+        from qwentui.cost.ledger import Ledger, path_for
 
         try:
-            self.ledger = Ledger()
+            self.ledger = Ledger(path_for(engine.kind))
             self.ledger.recover()
             self.session = self.ledger.open_session(
                 self.gpu_model or "", self.price, engine.kind if engine.kind in ("sglang", "sim") else "sglang",

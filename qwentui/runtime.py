@@ -30,6 +30,9 @@ from qwentui.poweroff import ActionResult, ActionRunner
 log = logging.getLogger(__name__)
 
 COUNTING = ("idle", "snoozed", "warning")  # idle states whose time is billed as idle
+PIDS_TTL = 10.0  # seconds between re-reads of the engine's process tree (a scan of /proc)
+QUIET_SAMPLE_S = 5.0  # a quiet engine's /metrics and host stats are read this often (Sampler.quiet_interval)
+SIM_GPU_CLASS = "T4"  # the demo's price: the cheapest class of the shipped price table
 
 
 def state_of(status: Any) -> str:
@@ -119,6 +122,7 @@ class Runtime:
         self._telemetry: Any = None
         self._metrics: Any = None
         self._seq = 0
+        self._pids: tuple[float, list[int]] | None = None
         self._closed = False
         self._wake: asyncio.Event | None = None
         self._action_task: asyncio.Task | None = None
@@ -129,7 +133,8 @@ class Runtime:
     def _default_sampler(self) -> Any:
         from qwentui.telemetry.sampler import Sampler
 
-        return Sampler.from_config(self.cfg, base_url=None, engine_pids=self.supervisor.pids,
+        return Sampler.from_config(self.cfg, base_url=None, engine_pids=self.engine_pids,
+                                   quiet_interval=QUIET_SAMPLE_S,
                                    simulated=bool(getattr(self.supervisor.status, "simulated", False)))
 
     def _open_ledger(self, ledger: Any) -> Any:
@@ -138,10 +143,10 @@ class Runtime:
             return None
         if ledger != "default":
             return ledger
-        from qwentui.cost.ledger import Ledger, LedgerDataError, LedgerError
+        from qwentui.cost.ledger import Ledger, LedgerDataError, LedgerError, path_for
 
         try:
-            opened = Ledger()
+            opened = Ledger(path_for(self.cfg.engine.kind))
             opened.recover(stale_after=3 * self.cfg.cost.heartbeat)
         except (LedgerError, LedgerDataError) as exc:
             self.ledger_error = f"cost ledger unavailable: {exc.message}; this session is not recorded"
@@ -166,6 +171,15 @@ class Runtime:
         """The last engine metrics read (EngineMetrics / scrape result), None before any."""
         return self._metrics
 
+    def engine_pids(self) -> list[int]:
+        """The engine's process tree, re-read at most every PIDS_TTL seconds and at once after
+        an engine change (called in the sampler's worker thread each tick)."""
+        now = self._clock()
+        cached = self._pids
+        if cached is None or not 0 <= now - cached[0] < PIDS_TTL:
+            cached = self._pids = (now, list(self.supervisor.pids()))
+        return cached[1]
+
     def _say(self, text: str) -> None:
         if self.on_message is not None:
             self.on_message(text)
@@ -173,6 +187,7 @@ class Runtime:
     # -- engine ------------------------------------------------------------------------
 
     def _on_engine(self, status: Any) -> None:
+        self._pids = None  # processes come and go with the engine's state
         self.meter.observe_engine(status)
         if state_of(status) == "starting":
             self._armed = False  # a new run: arm again once it is ready
@@ -198,11 +213,11 @@ class Runtime:
     def _reopen_ledger(self) -> None:
         if not self._ledger_final:
             return
-        from qwentui.cost.ledger import Ledger, LedgerDataError, LedgerError
+        from qwentui.cost.ledger import Ledger, LedgerDataError, LedgerError, path_for
 
         self._ledger_final = False
         try:
-            self.ledger = Ledger()
+            self.ledger = Ledger(path_for(self.cfg.engine.kind))
         except (LedgerError, LedgerDataError) as exc:
             self.ledger_error = f"cost ledger unavailable: {exc.message}; this session is not recorded"
             self.ledger = None
@@ -224,6 +239,9 @@ class Runtime:
 
     def console_started(self) -> None:
         self.watchdog.console_started()
+        hurry = getattr(self.sampler, "hurry", None)
+        if hurry is not None:
+            hurry()  # the GPU pane shows the request from the next tick on
         self.poke()
 
     def console_finished(self, prompt_tokens: int = 0, generation_tokens: int = 0, *,
@@ -320,6 +338,22 @@ class Runtime:
         self._telemetry = await self.sampler.sample_once()
         self._metrics = self._telemetry.engine
         self.meter.observe(self._telemetry)
+        self._price_simulated(status, self._telemetry)
+
+    def _price_simulated(self, status: Any, telemetry: Any) -> None:
+        """The simulator on a box where NVML sees no GPU and no price is configured: bill it
+        as a T4, labelled "T4 (SIMULATED)", so the demo's meter moves. A real engine, a set
+        `cost.price_per_hour` or any GPU NVML reports never gets a made-up price."""
+        if self.meter.gpu_model is not None or self.cfg.cost.price_per_hour > 0:
+            return
+        if self.cfg.engine.kind != "sim" or not getattr(status, "simulated", False):
+            return
+        if getattr(getattr(telemetry, "gpu", None), "status", None) not in ("no-nvml", "no-gpu"):
+            return
+        from qwentui.cost.prices import table_price
+
+        if table_price(self.cfg, SIM_GPU_CLASS) is not None:
+            self.meter.set_gpu(f"{SIM_GPU_CLASS} (SIMULATED)", SIM_GPU_CLASS)
 
     def _heartbeat(self) -> None:
         now = self._clock()

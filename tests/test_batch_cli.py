@@ -97,7 +97,7 @@ def test_starts_engine_answers_everything_and_stops_it(tmp_path, capsys):
     assert "dry run: would power off with: systemctl poweroff" in stdout
     assert "2 of 14 requests failed" in err
     assert port_is_free(port)
-    db = sqlite3.connect(tmp_path / "xdg" / "state" / "qwentui" / "ledger.sqlite3")
+    db = sqlite3.connect(tmp_path / "xdg" / "state" / "qwentui" / "ledger-sim.sqlite3")
     row = db.execute("SELECT stop_reason, tokens_out, requests, engine_kind FROM sessions").fetchone()
     assert row[0] == "batch-done" and row[1] > 0 and row[2] == 12 and row[3] == "sim"
 
@@ -183,7 +183,7 @@ def test_engine_crash_mid_batch_loses_nothing_and_resume_finishes(tmp_path, caps
 def test_then_poweroff_runs_the_command_after_engine_stop_and_ledger_close(tmp_path, capsys):
     port = free_port()
     marker = tmp_path / "marker.txt"
-    ledger = tmp_path / "xdg" / "state" / "qwentui" / "ledger.sqlite3"
+    ledger = tmp_path / "xdg" / "state" / "qwentui" / "ledger-sim.sqlite3"
     probe = ("import socket, sqlite3, sys; s = socket.socket(); "
              f"free = s.connect_ex(('127.0.0.1', {port})) != 0; "
              f"row = sqlite3.connect({str(ledger)!r}).execute('SELECT stop_reason FROM sessions').fetchone(); "

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from qwentui import cli
-from qwentui.cost.ledger import Ledger
+from qwentui.cost.ledger import Ledger, path_for
 from tests.conftest import free_port
 
 MODEL = "Qwen/Qwen3-1.7B"
@@ -87,7 +87,7 @@ def serves():
 
 
 def last_session():
-    with Ledger(read_only=True) as ledger:
+    with Ledger(path_for("sim"), read_only=True) as ledger:
         return ledger.sessions()[-1]
 
 
@@ -133,8 +133,8 @@ def test_poweroff_runs_once_after_the_ledger_row_is_closed(tmp_path, serves):
     marker = tmp_path / "marker"
     check = tmp_path / "poweroff.py"
     check.write_text(
-        "import sys\nfrom qwentui.cost.ledger import Ledger\n"
-        "with Ledger(read_only=True) as l:\n    row = l.sessions()[-1]\n"
+        "import sys\nfrom qwentui.cost.ledger import Ledger, path_for\n"
+        "with Ledger(path_for('sim'), read_only=True) as l:\n    row = l.sessions()[-1]\n"
         "with open(sys.argv[1], 'a') as f:\n"
         "    f.write(f'{row.stop_reason} {\"open\" if row.open else \"closed\"}\\n')\n")
     extra = f'[idle]\npoweroff_command = ["{sys.executable}", "{check}", "{marker}"]\n'

@@ -252,3 +252,18 @@ def test_corrupt_ledger_is_reported_and_kept(capsys):
     line = _one_error_line(capsys, ["report"])
     assert "is damaged" in line and "left untouched" in line
     assert path.read_bytes() == b"\x00garbage" * 1000
+
+
+def test_simulated_sessions_have_their_own_ledger(capsys):
+    """`--demo` sessions never reach the real bill; `qwentui --demo report` shows them."""
+    from qwentui.cli import main
+    from qwentui.cost.ledger import path_for
+
+    assert path_for("sglang") == default_path() and path_for("sim") != default_path()
+    with Ledger(path_for("sim")) as led:
+        sid = led.open_session("T4 (SIMULATED)", Decimal("1.8"), "sim", gpu_class="T4")
+        led.close_session(sid, "user")
+    assert main(["report", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sessions"] == []
+    assert main(["--demo", "report", "--format", "json"]) == 0
+    assert [s["engine_kind"] for s in json.loads(capsys.readouterr().out)["sessions"]] == ["sim"]

@@ -80,8 +80,9 @@ def test_streaming_in_progress_120x40(snap_compare):
 
 
 def test_engine_starting_disables_input_80x24(snap_compare):
-    """You should see "◐ STARTING loading weights" in the header, the welcome text, the warning line
-    "engine starting: loading weights… chat opens when it is ready" above a dimmed, disabled prompt."""
+    """You should see "◐ STARTING loading weights" in the header and, instead of the welcome text, the
+    "Engine start-up" box (✓ launching, "◐ loading weights…", the later phases dimmed, 1/5, "0:00 elapsed",
+    "the chat opens when it is ready") above a dimmed, disabled prompt."""
     starting = dataclasses.replace(READY, state=EngineState.STARTING, phase="loading weights")
     assert snap_compare(_app(ScriptedServer(), status=starting), terminal_size=(80, 24), run_before=_steady)
 

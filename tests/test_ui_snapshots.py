@@ -72,7 +72,7 @@ def test_too_small_60x20(snap_compare):
 @pytest.mark.parametrize("size", SIZES)
 def test_help_screen(snap_compare, size):
     """You should see "Keys — esc closes …" and tables of keys: Console (esc / ^c Stop, ^t, ^r, ^n,
-    ^o, ^s, F1 / ? Help, F2–F4 panes, F6 / ^l engine log, F7, F8, F9, ^g, ^q, f5 restart), then
+    ^o, ^s, F1 / ? Help, F2–F4 panes, F6 / ^l engine log, F7, F8, F9, ^g, ^q, f5 restart, F10 snooze), then
     Chat prompt, Engine log, Client snippet, Cost report, Side column and Quit dialog keys."""
     assert snap_compare(_app(), terminal_size=size, run_before=_before("f1"))
 

@@ -10,7 +10,7 @@ import sys
 from qwentui import cli
 from qwentui.commands import console
 from qwentui.config import Config, IdleConfig
-from qwentui.cost.ledger import Ledger
+from qwentui.cost.ledger import Ledger, path_for
 from qwentui.engine.status import EngineState
 from qwentui.runtime import Runtime
 from qwentui.ui.app import make_app
@@ -74,7 +74,7 @@ async def test_panes_header_warning_snooze_stop_now_and_restart_keep_the_chat(mo
         await _chat(pilot, app, "again")
         assert len(app.chat.conversation.turns) == 4
         await app.runtime.close("user")
-    with Ledger(read_only=True) as ledger:
+    with Ledger(path_for("sim"), read_only=True) as ledger:
         assert [r.stop_reason for r in ledger.sessions()] == ["idle", "user"]
 
 

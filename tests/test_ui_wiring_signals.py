@@ -66,7 +66,7 @@ def test_signal_stops_the_engine_and_closes_the_ledger_row(sig, tmp_path):
             time.sleep(0.05)
         assert not [p for p in engines if psutil.pid_exists(p)], "engine outlived the console"
         assert _port_free(port)
-        ledger_path = next((tmp_path / "xdg" / "state").rglob("ledger.sqlite3"))
+        ledger_path = next((tmp_path / "xdg" / "state").rglob("ledger-sim.sqlite3"))
         with Ledger(ledger_path, read_only=True) as ledger:
             rows = ledger.sessions()
         assert [r.stop_reason for r in rows] == ["signal"] and not rows[0].open

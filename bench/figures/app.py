@@ -1,10 +1,11 @@
-"""The real `qwentui --demo` on a pseudo-terminal (80×24): first paint and idle cost.
+"""The real `qwentui --demo` on a pseudo-terminal: first paint and idle cost.
 
-First paint = spawn → the first bytes of the chat pane's welcome line on the terminal,
-next to `python -c pass` and to the smallest Textual app (the floor qwentui builds on).
-Idle = once the engine is ready and the screen settled: CPU time of the console process
-alone (the simulator it launched is reported separately) and the bytes it writes to
-the terminal per second, over a window of 10 s (quick) or 30 s.
+First paint = spawn → the first bytes of the chat pane's welcome line on the terminal
+(80×24, and the 120×40 idle run's), next to `python -c pass` and to the smallest Textual app (the floor qwentui
+builds on). Idle = once the engine is ready and the screen settled: CPU time of the
+console process alone (the simulator it launched is reported separately) and the bytes
+it writes to the terminal per second, over a window of 8 s (quick) or 30 s, at each of
+SIZES: 80×24 (GPU and cost panes are hidden tabs) and 120×40 (both panes on screen).
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ from common import (Ctx, Figure, PtyProcess, app_env, free_port, median, qwentui
 
 MARKER = b"Ask Qwen"  # first words of the chat pane's welcome line
 SETTLE_S = 1.5
+SIZES = ((80, 24), (120, 40))  # the first is the one the plain figure names refer to
 
 
-def start_console(ctx: Ctx, port: int) -> PtyProcess:
-    return PtyProcess(qwentui_argv() + ["--demo", "--port", str(port)], app_env(ctx.tmp / "xdg"))
+def start_console(ctx: Ctx, port: int, size: tuple[int, int] = SIZES[0]) -> PtyProcess:
+    cols, rows = size
+    return PtyProcess(qwentui_argv() + ["--demo", "--port", str(port)], app_env(ctx.tmp / "xdg"),
+                      cols=cols, rows=rows)
 
 
 def first_paint(pty: PtyProcess, timeout: float = 20.0) -> float:
@@ -68,9 +72,9 @@ def cpu_seconds(procs: list[psutil.Process]) -> float:
     return total
 
 
-def idle_session(ctx: Ctx, window: float) -> dict:
+def idle_session(ctx: Ctx, window: float, size: tuple[int, int] = SIZES[0]) -> dict:
     port = free_port()
-    pty = start_console(ctx, port)
+    pty = start_console(ctx, port, size)
     try:
         paint = first_paint(pty)
         wait_http(f"http://127.0.0.1:{port}/ready", timeout=60, proc=pty.proc)
@@ -87,23 +91,30 @@ def idle_session(ctx: Ctx, window: float) -> dict:
 
 
 def run(ctx: Ctx) -> list[Figure]:
-    window = ctx.pick(10.0, 30.0)
-    idle = idle_session(ctx, window)
-    paints = [idle["paint"]] + [paint_only(ctx) for _ in range(ctx.pick(2, 4))]
+    window = ctx.pick(8.0, 30.0)  # two sizes: 8 s each keeps --quick under a minute
+    idles = [idle_session(ctx, window, size) for size in SIZES]
+    paints = [idle["paint"] for idle in idles] + [paint_only(ctx) for _ in range(ctx.pick(1, 3))]
     minimal = [paint_only(ctx, [sys.executable, str(Path(__file__).resolve().parent.parent / "minimal_app.py")])
                for _ in range(ctx.pick(1, 3))]
     python = median(wall_times([sys.executable, "-c", "pass"], ctx.pick(3, 5)))
     paint = median(paints)
-    return [
+    figures = [
         Figure("app.first_paint", paint, "s", 1.0, "<=",
-               f"median of {len(paints)}: spawn → chat pane on the pty; "
+               f"median of {len(paints)} (80x24, one at 120x40): spawn → chat pane on the pty; "
                f"{paint / python:.0f}x python -c pass, {paint / median(minimal):.1f}x minimal Textual app"),
         Figure("app.first_paint_textual", median(minimal), "s", note="smallest Textual app, same pty (baseline)"),
         Figure("app.first_paint_python", python, "s", note="python -c pass (baseline)"),
-        Figure("app.idle_cpu", idle["cpu"], "%", 2.0, "<=",
-               f"console process alone, % of one core over {idle['window']:.0f}s after ready + {SETTLE_S:g}s"),
-        Figure("app.idle_term_bytes", idle["bytes"], "B/s", 2048, "<=",
-               f"bytes written to the 80x24 pty over the same {idle['window']:.0f}s"),
-        Figure("app.idle_engine_cpu", idle["engine_cpu"], "%",
-               note=f"the simulator it launched ({idle['engine_pids']} processes), for reference"),
     ]
+    for (cols, rows), idle in zip(SIZES, idles):
+        tag = "" if (cols, rows) == SIZES[0] else f"_{cols}x{rows}"
+        panes = "side panes hidden" if cols < 110 else "GPU + cost panes shown"
+        figures += [
+            Figure(f"app.idle_cpu{tag}", idle["cpu"], "%", 2.0, "<=",
+                   f"{cols}x{rows} ({panes}): console process alone, % of one core over "
+                   f"{idle['window']:.0f}s after ready + {SETTLE_S:g}s"),
+            Figure(f"app.idle_term_bytes{tag}", idle["bytes"], "B/s", 2048, "<=",
+                   f"bytes written to the {cols}x{rows} pty over the same {idle['window']:.0f}s"),
+        ]
+    figures.append(Figure("app.idle_engine_cpu", idles[0]["engine_cpu"], "%",
+                          note=f"the simulator it launched ({idles[0]['engine_pids']} processes), for reference"))
+    return figures

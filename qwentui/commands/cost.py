@@ -76,13 +76,13 @@ def now_lines(snap, gpu_note: str) -> list[str]:
 
 def run_now(args: argparse.Namespace) -> int:
     from qwentui import cli
-    from qwentui.cost.ledger import Ledger
+    from qwentui.cost.ledger import Ledger, path_for
     from qwentui.cost.meter import Meter
     from qwentui.cost.plan import plain
 
     cfg = cli.load_config(args)
     name, note = _detect_gpu()
-    with Ledger(args.ledger, read_only=True) as ledger:
+    with Ledger(args.ledger or path_for(cfg.engine.kind), read_only=True) as ledger:
         if ledger.degraded:
             print(f"qwentui: warning: {ledger.degraded}", file=sys.stderr)
         meter = Meter(cfg, ledger=ledger)

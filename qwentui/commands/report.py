@@ -53,14 +53,14 @@ def run(args: argparse.Namespace, *, clock=None, tz=None) -> int:
 
     from qwentui import cli
     from qwentui.cost import report
-    from qwentui.cost.ledger import Ledger
+    from qwentui.cost.ledger import Ledger, path_for
     from qwentui.cost.prices import resolve_gpu
 
     cfg = cli.load_config(args)
     now = (clock or time.time)()
     start, end, title = period(args, now, tz)
     reference = resolve_gpu(cfg, args.vs_gpu)[0] if args.vs_gpu else None
-    with Ledger(args.ledger, read_only=True) as ledger:
+    with Ledger(args.ledger or path_for(cfg.engine.kind), read_only=True) as ledger:
         if ledger.degraded:
             print(f"qwentui: warning: {ledger.degraded}", file=sys.stderr)
         rows = ledger.sessions(start, end)

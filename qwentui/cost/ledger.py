@@ -27,6 +27,7 @@ from qwentui.cost.periods import cost_of, month_bounds, to_ms
 from qwentui.errors import QwentuiError, UsageError
 
 FILE_NAME = "ledger.sqlite3"
+SIM_FILE_NAME = "ledger-sim.sqlite3"
 STOP_REASONS = ("user", "idle", "budget", "crash", "signal", "batch-done", "recovered")
 
 _V1 = """
@@ -78,6 +79,13 @@ def default_path() -> Path:
     from qwentui import paths
 
     return paths.state_dir() / FILE_NAME
+
+
+def path_for(kind: str) -> Path:
+    """The ledger for an engine kind: simulated sessions (`--demo`) get their own file so
+    they never show up in the real bill; `qwentui --demo report` reads that one."""
+    path = default_path()
+    return path.with_name(SIM_FILE_NAME) if kind == "sim" else path
 
 
 def iso(ts: float) -> str:

@@ -54,6 +54,8 @@ class QwentuiApp(OperatorActions, RuntimeWiring, App):
         *OPERATOR_BINDINGS,  # F1 help, F2-F4 panes, F6 log, F7 client, F8 report, F9 theme, ctrl+g engine
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
         Binding("f5", "restart_engine", "Restart engine", id="restart-engine", show=False),
+        Binding("f10", "snooze_idle", "Snooze idle", id="snooze-idle", key_display="F10", show=False, priority=True,
+                tooltip="Snooze the idle stop (push it back by the idle timeout)"),
     ]
 
     engine_status: reactive[Any] = reactive(None, always_update=True, init=False)
@@ -136,6 +138,7 @@ class QwentuiApp(OperatorActions, RuntimeWiring, App):
 
     def watch_engine_status(self, status: Any) -> None:
         self.header.status = status
+        self.chat.boot.status = status
         self.chat.blocked = self.blocked_text(status)
         self.refresh_bindings()
 
@@ -164,7 +167,9 @@ class QwentuiApp(OperatorActions, RuntimeWiring, App):
         try:
             await (self.runtime.start_engine() if self.runtime is not None else self.supervisor.start())
         except QwentuiError as exc:
-            self.notify(exc.hint or exc.message, title=f"Engine: {exc.message}"[:80], severity="error", timeout=10)
+            if state_name(self.supervisor.status) != "crashed":  # a crash: the boot panel tells it all
+                self.notify(exc.hint or exc.message, title=f"Engine: {exc.message}"[:80], severity="error",
+                            timeout=10)
 
     def stop_engine(self, then_exit: bool = False) -> None:
         if self._owns_engine():
@@ -296,7 +301,7 @@ class QwentuiApp(OperatorActions, RuntimeWiring, App):
         if self.runtime is not None:
             yield SystemCommand("Restart engine", "Stop (if running) and start it again; the chat stays (f5)",
                                 self.action_restart_engine)
-            yield SystemCommand("Snooze idle stop", "Push the idle stop out by the idle timeout",
+            yield SystemCommand("Snooze idle stop", "Push the idle stop out by the idle timeout (F10)",
                                 self.action_snooze_idle)
             yield SystemCommand("Disable idle stop", "No idle stop for this session (a budget still stops)",
                                 self.action_disable_idle)

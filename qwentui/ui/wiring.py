@@ -221,11 +221,15 @@ class RuntimeWiring:
         try:
             await self.runtime.restart_engine()
         except QwentuiError as exc:
-            self.notify(exc.hint or exc.message, title=f"Engine: {exc.message}"[:80], severity="error", timeout=10)
+            if state_of(self.supervisor.status) != "crashed":  # a crash: the boot panel tells it all
+                self.notify(exc.hint or exc.message, title=f"Engine: {exc.message}"[:80], severity="error",
+                            timeout=10)
 
     def action_snooze_idle(self) -> None:
         if self.runtime is not None and self.runtime.snooze():
             self.notify(f"Idle stop snoozed for {format_duration(self.runtime.watchdog.timeout)}.", timeout=4)
+        else:
+            self.notify("Nothing to snooze: the idle stop is off or already acting.", timeout=3)
 
     def action_disable_idle(self) -> None:
         if self.runtime is not None:

@@ -215,10 +215,6 @@ class OperatorActions:
                             self.action_client_snippet)
         yield SystemCommand("Open cost report", "This month's sessions and totals (F8)", self.action_cost_report)
         yield SystemCommand("Change theme", f"Now {self.theme} (F9)", self.action_change_theme)
-        if hasattr(self, "action_restart_engine"):  # the runtime wiring's actions
-            yield SystemCommand("Restart engine", "Stop, then start the engine (F5)", self.action_restart_engine)
-        if hasattr(self, "action_snooze_idle"):
-            yield SystemCommand("Snooze idle stop", "Push the idle watchdog's stop back", self.action_snooze_idle)
         yield SystemCommand("Focus chat", "The chat and its prompt (F2)", lambda: self.action_show_pane("chat"))
         for index, (key, (name, _)) in enumerate(zip(PANE_KEYS, self.side_panes()), start=1):
             label = PANE_LABELS.get(name, name.title())

@@ -28,12 +28,12 @@ BUCKET_HEADERS = ("day", "sessions", "hours", "cost", "tok in", "tok out", "/1K 
 def month_report(cfg: Any, *, now: float | None = None, ledger_path: Path | None = None) -> cost_report.Report:
     """This month's report from the ledger (read-only; a missing ledger is an empty report)."""
     from qwentui.cost import periods
-    from qwentui.cost.ledger import Ledger
+    from qwentui.cost.ledger import Ledger, path_for
 
     now = time.time() if now is None else now
     wall = periods.local(now)
     start, end = periods.month_bounds(wall.year, wall.month)
-    with Ledger(ledger_path, read_only=True) as ledger:
+    with Ledger(ledger_path or path_for(cfg.engine.kind), read_only=True) as ledger:
         rows = ledger.sessions(start, end)
     return cost_report.build(rows, start, end, cfg=cfg, title=f"{wall.year:04d}-{wall.month:02d}", now=now)
 

@@ -20,6 +20,7 @@ from textual.worker import WorkerCancelled, WorkerFailed
 
 from qwentui.client import ChatClient, ChatError
 from qwentui.ui.conversation import DONE, FAILED, STOPPED, STREAMING, Conversation, Turn
+from qwentui.ui.widgets.boot import BootPanel
 from qwentui.ui.widgets.chat_input import ChatInput
 from qwentui.ui.widgets.messages import AssistantMessage, UserMessage
 
@@ -34,6 +35,7 @@ class ChatPane(Vertical):
     ChatPane #welcome { color: $text-muted; padding: 1 1 0 1; }
     ChatPane #blocked { display: none; color: $warning; padding: 0 1; height: auto; }
     ChatPane.-blocked #blocked { display: block; }
+    ChatPane.-booting #welcome, ChatPane.-booting #blocked { display: none; }  /* the boot panel says it */
     """
 
     blocked: reactive[str] = reactive("")
@@ -65,6 +67,7 @@ class ChatPane(Vertical):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="messages"):
             yield Static(WELCOME, id="welcome", markup=False)
+        yield BootPanel(clock=self._clock, id="boot")
         yield Static("", id="blocked", markup=False)
         yield ChatInput(id="prompt")
 
@@ -75,6 +78,11 @@ class ChatPane(Vertical):
     @property
     def streaming(self) -> bool:
         return self.busy
+
+    @property
+    def boot(self) -> BootPanel:
+        """The start-up / crash panel (the app sets its `status`)."""
+        return self.query_one("#boot", BootPanel)
 
     @property
     def prompt(self) -> ChatInput:

@@ -3,6 +3,11 @@ cache savings and budget bars. Presentation only: it renders the `CostSnapshot` 
 
     pane.snapshot = meter.snapshot()          # each telemetry tick
     header.set_field("cost", header_text(snap))
+
+A new snapshot arrives every tick, but the pane repaints only when its text changes:
+money is shown to the cent and running clocks to the minute, so an idle box repaints
+it about every 20 s at ¥1.8/h. While the pane is not displayed (a hidden tab at 80×24)
+it does no work at all and catches up when shown.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from qwentui.cost.meter import CostSnapshot
 from qwentui.cost.prices import format_money, format_price
 
 BAR_WIDTH = 12
+SIMULATED = "SIMULATED"
 LABEL = 11
 
 
@@ -26,7 +32,10 @@ def _money(snap: CostSnapshot, amount: Decimal | None, places: int = 2) -> str:
 
 
 def _span(seconds: float) -> str:
-    return format_duration(max(1.0, float(int(seconds)))) if seconds >= 1 else "0s"
+    """A running clock to the minute ('45m', '1h15m', '<1m'): seconds would repaint every tick."""
+    if seconds < 60:
+        return "<1m" if seconds > 0 else "0m"
+    return format_duration(float(int(seconds) // 60 * 60))
 
 
 def header_text(snap: CostSnapshot | None) -> str:
@@ -62,10 +71,36 @@ class CostPane(Widget):
     CostPane { height: auto; padding: 0 1; }
     """
 
-    snapshot: reactive[CostSnapshot | None] = reactive(None, layout=True)
+    # repaint=False: watch_snapshot repaints only when the text changed
+    snapshot: reactive[CostSnapshot | None] = reactive(None, repaint=False)
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._shown: Text | None = None  # what the terminal has; None = stale
+        self._built: tuple[CostSnapshot | None, Text] | None = None
+
+    def watch_snapshot(self) -> None:
+        if not self.is_mounted or not self.region:  # not displayed: catch up in on_show
+            self._shown = None
+            return
+        text = self.render()
+        if text != self._shown:
+            lines = text.plain.count("\n")
+            self.refresh(layout=self._shown is None or lines != self._shown.plain.count("\n"))
+            self._shown = text
+
+    def on_show(self) -> None:
+        self._shown = self.render()
+        self.refresh(layout=True)
 
     def render(self) -> Text:
         snap = self.snapshot
+        built = self._built
+        if built is None or built[0] is not snap:  # Textual renders twice per change (height, lines)
+            self._built = built = (snap, self._text(snap))
+        return built[1]
+
+    def _text(self, snap: CostSnapshot | None) -> Text:
         if snap is None:
             return Text("cost: waiting for the first reading…", style="dim")
         text = self._title(snap)
@@ -88,6 +123,8 @@ class CostPane(Widget):
         title.append(f" · {gpu} · {snap.basis} billing", style="dim")
         if not snap.price_known:
             title.append("\nprice unknown: set cost.price_per_hour", style="yellow")
+        elif SIMULATED in (snap.gpu_model or ""):  # the demo's made-up price (runtime.SIM_GPU_CLASS)
+            title.append(f"\n{SIMULATED}: priced as a {gpu}, no GPU here", style="bold yellow")
         return title
 
     def _rows(self, snap: CostSnapshot) -> list[tuple[str, Text | str]]:

@@ -6,7 +6,9 @@ Presentation only: it renders the telemetry `Snapshot` it is given.
     pane.snapshot = snap        # each telemetry tick (a new frozen object)
 
 Every row is its own small widget holding a comparable value in a reactive, so a tick
-repaints only the rows whose text changed; an idle box repaints almost nothing.
+repaints only the rows whose text changed; an idle box repaints almost nothing. While
+the pane is not displayed (a hidden tab at 80×24) a tick only extends the sparkline
+history; the rows catch up when the pane is shown.
 """
 
 from __future__ import annotations
@@ -327,8 +329,12 @@ class GpuPane(Vertical):
         tps = snap.tokens_per_s
         self._tps.append(0.0 if tps is NA else float(tps))
 
+    def on_show(self) -> None:
+        if self.snapshot is not None:  # before the first reading the waiting line stays alone
+            self._show(self.snapshot)
+
     def _show(self, snap: Snapshot | None) -> None:
-        if not self.is_mounted:
+        if not self.is_mounted or not self.region:  # not displayed: on_show catches up
             return
         state = gpu_state_text(snap)
         self.set_class(state is not None, "-no-gpu")

@@ -2,7 +2,9 @@
 
 Data-driven: `status` takes the supervisor's frozen EngineStatus (or anything with the
 same attributes); other panes publish short fields ("idle 12:30", "¥1.80/h") with
-`set_field(key, text)` and they appear on the right in insertion order.
+`set_field(key, text)` and they appear on the right in insertion order. When the line is
+short of room the base URL goes first, then the model, then the "qwentui" label; the
+state, the SIMULATED badge and the fields always stay.
 """
 
 from __future__ import annotations
@@ -75,31 +77,51 @@ class EngineHeader(Widget):
         self.fields = tuple(items.items())
 
     def render(self) -> Text:
+        """Fields by priority: at any width the state (+ phase), the SIMULATED badge and the
+        right-hand fields (idle countdown, cost) stay; the base URL goes first, then the
+        model, then the "qwentui" label."""
+        right = Text("  ", no_wrap=True).join(  # a field may be a styled Text (idle warning)
+            Text(text) if isinstance(text, str) else text for _, text in self.fields)
+        parts = self._parts()
+        while True:
+            left = _join(parts)
+            gap = self.size.width - left.cell_len - right.cell_len - 1  # keep the last column blank
+            droppable = [part for part in parts if part[0] > 0]
+            if gap >= (2 if right.plain else 0) or not droppable:
+                break
+            parts.remove(max(droppable, key=lambda part: part[0]))
+        if right.plain:
+            left.append(" " * max(gap, 2))
+            left.append_text(right)
+        return left
+
+    def _parts(self) -> list[tuple[int, str, Text]]:
+        """(drop rank, separator before it, text) in display order; rank 0 always stays, the
+        highest rank is dropped first."""
         status = self.status
         state = state_name(status)
         symbol, style = _STATE_STYLE.get(state, ("?", "bold"))
-        line = Text(no_wrap=True, overflow="ellipsis")
-        line.append(" qwentui ", style="bold reverse")
-        line.append(" ")
+        parts = [(1, "", Text(" qwentui ", style="bold reverse"))]
         if getattr(status, "simulated", False) or getattr(status, "kind", "") == "sim":
-            line.append(" SIMULATED ", style="bold black on yellow")
-            line.append(" ")
+            parts.append((0, " ", Text(" SIMULATED ", style="bold black on yellow")))
         label = "ATTACHED" if getattr(status, "attached", False) and state == "ready" else state.upper()
-        line.append(f"{symbol} {label}", style=style)
+        engine = Text(f"{symbol} {label}", style=style)
         phase = getattr(status, "phase", "")
         if phase and state == "starting":
-            line.append(f" {phase}", style="yellow")
-        for value in (getattr(status, "model", ""), getattr(status, "base_url", "")):
+            engine.append(f" {phase}", style="yellow")
+        parts.append((0, " ", engine))
+        for rank, value in ((2, getattr(status, "model", "")), (3, getattr(status, "base_url", ""))):
             if value:
-                line.append("  │  ", style="dim")
-                line.append(str(value))
-        right = Text("  ", no_wrap=True).join(  # a field may be a styled Text (idle warning)
-            Text(text) if isinstance(text, str) else text for _, text in self.fields)
-        room = self.size.width - line.cell_len - right.cell_len - 1
-        if right.plain and room > 0:
-            line.append(" " * room)
-            line.append_text(right)
-        elif right.plain:
-            line.append("  │  ", style="dim")
-            line.append_text(right)
-        return line
+                parts.append((rank, "  │  ", Text(str(value))))
+        return parts
+
+
+def _join(parts: list[tuple[int, str, Text]]) -> Text:
+    line = Text(no_wrap=True, overflow="ellipsis")
+    for index, (_, separator, text) in enumerate(parts):
+        if index:
+            line.append(separator, style="dim" if "│" in separator else "")
+        elif not text.plain.startswith(" "):
+            line.append(" ")  # the label was dropped: one blank before the state
+        line.append_text(text)
+    return line
