@@ -374,7 +374,7 @@ class _signals:
             try:
                 loop.add_signal_handler(sig, self.handler)
                 self.installed.append(sig)
-            except (RuntimeError, ValueError):  # NotImplementedError is a RuntimeError
+            except (RuntimeError, ValueError):  # also covers loops without signal support
                 pass  # not the main thread / not supported: default handling applies
         return self
 

@@ -9,11 +9,8 @@ from types import SimpleNamespace
 
 import httpx
 from textual.app import App, ComposeResult
-from textual.containers import Horizontal
-from textual.widgets import Static
 
 from qwentui.config import Config
-from qwentui.engine.status import EngineState, EngineStatus
 from qwentui.runtime import PIDS_TTL, Runtime
 from qwentui.telemetry import Nvml, NvmlSnapshot, Sampler
 from qwentui.ui.widgets.cost import CostPane, _span
@@ -194,18 +191,7 @@ async def test_real_engines_set_prices_and_seen_gpus_never_get_the_made_up_price
 
 # -- panes: no work while hidden, repaint only on a visible change --------------------------
 
-class _CostHost(App):
-    def __init__(self, snapshot=None) -> None:
-        super().__init__()
-        self.initial = snapshot
-
-    def compose(self) -> ComposeResult:
-        with Horizontal():
-            yield Static("chat", id="main")
-            yield CostPane(id="side")
-
-    def on_mount(self) -> None:
-        self.query_one(CostPane).snapshot = self.initial
+from tests.test_cost_pane import _Host as _CostHost  # noqa: E402 - the cost pane test host
 
 
 def test_running_clocks_are_shown_to_the_minute():
