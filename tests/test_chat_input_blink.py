@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.app import App, ComposeResult
 
 from qwentui.ui.widgets.chat_input import ChatInput
+from tests.test_ui_chat import wait_until
 
 
 class QuickInput(ChatInput):
@@ -22,9 +23,7 @@ async def test_cursor_stops_blinking_when_idle_and_resumes_on_a_key():
         prompt = app.query_one(QuickInput)
         prompt.focus()
         assert prompt.cursor_blink
-        await pilot.pause(0.4)
-        assert not prompt.cursor_blink
+        await wait_until(pilot, lambda: not prompt.cursor_blink)
         await pilot.press("a")
         assert prompt.cursor_blink and prompt.text == "a"
-        await pilot.pause(0.4)
-        assert not prompt.cursor_blink
+        await wait_until(pilot, lambda: not prompt.cursor_blink)

@@ -55,8 +55,11 @@ class ChatInput(TextArea):
 
     def on_key(self) -> None:
         """Any key brings the blink back for another BLINK_FOR_S."""
-        self.cursor_blink = True
-        self._steady_timer.reset()
+        if self.cursor_blink:
+            self._steady_timer.reset()
+        else:  # the one-shot timer has fired: a fired timer cannot be reset
+            self.cursor_blink = True
+            self._steady_timer = self.set_timer(self.BLINK_FOR_S, self._stop_blinking)
 
     def action_submit(self) -> None:
         text = self.text
