@@ -17,6 +17,7 @@ from typing import Any
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.reactive import reactive
@@ -137,9 +138,13 @@ class QwentuiApp(OperatorActions, RuntimeWiring, App):
             self.engine_status = status
 
     def watch_engine_status(self, status: Any) -> None:
-        self.header.status = status
-        self.chat.boot.status = status
-        self.chat.blocked = self.blocked_text(status)
+        try:
+            header, chat = self.header, self.chat
+        except NoMatches:  # the engine's last status (stopping) can land while the app tears down
+            return
+        header.status = status
+        chat.boot.status = status
+        chat.blocked = self.blocked_text(status)
         self.refresh_bindings()
 
     def chat_client(self) -> ChatClient:

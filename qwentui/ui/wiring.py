@@ -12,6 +12,7 @@ import asyncio
 from typing import Any, Sequence
 
 from rich.text import Text
+from textual.css.query import NoMatches
 
 from qwentui.config import format_duration
 from qwentui.errors import QwentuiError
@@ -72,6 +73,12 @@ class RuntimeWiring:
     def _on_runtime_snapshot(self, snap: RuntimeSnapshot) -> None:
         if not self.is_running:
             return
+        try:
+            self._show_snapshot(snap)
+        except NoMatches:  # a last snapshot can land while the app tears its screen down
+            pass
+
+    def _show_snapshot(self, snap: RuntimeSnapshot) -> None:
         tele = snap.telemetry
         if tele is not None and tele.seq != self._telemetry_seq:
             self._telemetry_seq = tele.seq
