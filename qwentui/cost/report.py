@@ -196,7 +196,7 @@ def _local_iso(ts: float, tz: tzinfo | None) -> str:
     return aware.isoformat(timespec="seconds")
 
 
-def _session_cells(row: SessionRow, cur: str, tz: tzinfo | None) -> list[str]:
+def session_cells(row: SessionRow, cur: str, tz: tzinfo | None) -> list[str]:
     cost = row.cost if row.cost is not None or row.price_per_hour is None else row.cost_between(row.start, row.end)
     minutes = Decimal(periods.to_ms(row.end) - periods.to_ms(row.start)) / 60000
     per_1k = cost * 1000 / row.tokens_out if cost is not None and row.tokens_out else None
@@ -207,7 +207,7 @@ def _session_cells(row: SessionRow, cur: str, tz: tzinfo | None) -> list[str]:
             format_number(row.cache_hits, 0), row.stop_reason or "open"]
 
 
-def _bucket_cells(b: Bucket, cur: str) -> list[str]:
+def bucket_cells(b: Bucket, cur: str) -> list[str]:
     return [b.key, str(b.sessions), format_number(b.hours, 2), format_money(b.cost, cur),
             format_number(b.tokens_in, 0), format_number(b.tokens_out, 0),
             format_money(b.per_1k_tokens, cur, places=4), format_number(b.cache_hits, 0),
@@ -217,7 +217,7 @@ def _bucket_cells(b: Bucket, cur: str) -> list[str]:
 def _bucket_lines(first: str, buckets: tuple[Bucket, ...], cur: str, sym: str) -> list[str]:
     headers = [first, "sessions", "hours", "cost", "tokens in", "tokens out", f"{sym}/1K tok",
                "cache hits", "saved tok", "saved"]
-    return ["  " + line for line in table(headers, [_bucket_cells(b, cur) for b in buckets],
+    return ["  " + line for line in table(headers, [bucket_cells(b, cur) for b in buckets],
                                           right=set(range(1, 10)))]
 
 
@@ -232,7 +232,7 @@ def render_table(report: Report) -> str:
         return "\n".join(out + ["no sessions in this period", ""])
     headers = ["#", "start", "stop", "minutes", "GPU", "price/h", "cost", "tokens in", "tokens out",
                f"{sym}/1K tok", "cache hits", "stop reason"]
-    rows = [_session_cells(r, cur, tz) for r in report.sessions]
+    rows = [session_cells(r, cur, tz) for r in report.sessions]
     out += ["Sessions", *["  " + x for x in table(headers, rows, right={0, 3, 5, 6, 7, 8, 9, 10})], ""]
     out += ["Per day", *_bucket_lines("day", report.days, cur, sym), ""]
     out += ["Per month", *_bucket_lines("month", report.months, cur, sym), ""]

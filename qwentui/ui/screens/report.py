@@ -105,11 +105,11 @@ class ReportScreen(OperatorScreen):
         self.set_title_text(f"Cost report — {rep.title} ({cur}, local time)")
         self.query_one("#report-summary", Static).update(summary_text(rep))
         sym = symbol(cur).strip() or cur
-        sessions = [cost_report._session_cells(r, cur, rep.tz) for r in rep.sessions]
+        sessions = [cost_report.session_cells(r, cur, rep.tz) for r in rep.sessions]
         self._fill("sessions", [h.replace("/1K", f"{sym}/1K") for h in SESSION_HEADERS], sessions)
-        days = [cost_report._bucket_cells(b, cur) for b in (*rep.days, rep.total)] if rep.sessions else []
+        days = [cost_report.bucket_cells(b, cur) for b in (*rep.days, rep.total)] if rep.sessions else []
         self._fill("days", [h.replace("/1K", f"{sym}/1K") for h in BUCKET_HEADERS], days)
-        gpus = [cost_report._bucket_cells(b, cur) for b in rep.gpus]
+        gpus = [cost_report.bucket_cells(b, cur) for b in rep.gpus]
         self._fill("gpus", ["GPU", *[h.replace("/1K", f"{sym}/1K") for h in BUCKET_HEADERS[1:]]], gpus)
         self.query_one("#table-sessions", DataTable).focus()
 
