@@ -22,8 +22,8 @@ from pathlib import Path
 
 import httpx
 
-from qwentui.batch import BatchOptions, BatchRunner, Sender
-from qwentui.batchio import OutputWriter, parse_lines
+from qwentui.batch.runner import BatchOptions, BatchRunner, Sender
+from qwentui.batch.jsonl import OutputWriter, parse_lines
 
 
 @dataclass(frozen=True)

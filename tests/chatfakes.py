@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from qwentui.client import ChatClient
+from qwentui.chat.client import ChatClient
 
 
 def chunk(delta: dict | None = None, finish: str | None = None, usage: dict | None = None) -> bytes:

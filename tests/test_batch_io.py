@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from qwentui.batchio import OutputWriter, load_for_resume, parse_line, parse_lines, read_input
+from qwentui.batch.jsonl import OutputWriter, load_for_resume, parse_line, parse_lines, read_input
 from qwentui.errors import UsageError
 
 

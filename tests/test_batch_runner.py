@@ -8,9 +8,9 @@ import json
 import httpx
 import pytest
 
-from qwentui import client as chat
-from qwentui.batch import BatchOptions, BatchResult, BatchRunner, Sender, is_transient
-from qwentui.batchio import OutputWriter, parse_lines
+from qwentui.chat import client as chat
+from qwentui.batch.runner import BatchOptions, BatchResult, BatchRunner, Sender, is_transient
+from qwentui.batch.jsonl import OutputWriter, parse_lines
 from qwentui.cache import SqliteCache
 
 FAST = BatchOptions(concurrency=4, backoff=0.001, backoff_max=0.002)

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from qwentui.batch import BatchResult, Progress
-from qwentui.batchview import ProgressPrinter, duration, money, progress_line, summary_lines
+from qwentui.batch.runner import BatchResult, Progress
+from qwentui.batch.progress import ProgressPrinter, duration, money, progress_line, summary_lines
 from qwentui.cache import CacheStats
 
 P = Progress(total=100, done=40, ok=38, failed=2, cached=5, in_flight=8, completion_tokens=12000, elapsed_s=20.0)

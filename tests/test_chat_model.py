@@ -7,8 +7,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwentui.client import Usage
-from qwentui.ui.conversation import DONE, FAILED, STOPPED, STREAMING, Conversation, Turn
+from qwentui.chat.client import Usage
+from qwentui.chat.conversation import DONE, FAILED, STOPPED, STREAMING, Conversation, Turn
 from qwentui.ui.widgets.messages import format_stats
 from qwentui.ui.widgets.segments import _fence_after, take_segment
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwentui.client import (
+from qwentui.chat.client import (
     ChatClient,
     ConnectError,
     ContentDelta,
@@ -156,7 +156,7 @@ def test_error_object_mid_stream_raises_after_partial_events():
               "data: [DONE]\n\n").encode()
     decoder_events = []
     with pytest.raises(ServerError) as info:
-        from qwentui.client import ChunkParser
+        from qwentui.chat.client import ChunkParser
 
         parser = ChunkParser()
         for data in SSEDecoder().feed(stream):

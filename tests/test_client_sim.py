@@ -9,7 +9,7 @@ from contextlib import aclosing
 import httpx
 import pytest
 
-from qwentui.client import (
+from qwentui.chat.client import (
     ChatClient,
     ContentDelta,
     ContextLengthError,
@@ -153,7 +153,7 @@ async def test_read_timeout_while_queued(port):
     server = await asyncio.start_server(hang, "127.0.0.1", port)
     async with server:
         async with ChatClient(f"http://127.0.0.1:{port}", timeout=0.3) as client:
-            from qwentui.client import TimeoutError_
+            from qwentui.chat.client import TimeoutError_
 
             with pytest.raises(TimeoutError_, match="no answer from the engine within 0.3 s"):
                 await client.chat(HI)

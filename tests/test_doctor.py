@@ -11,7 +11,8 @@ import pytest
 
 from qwentui import cli
 from qwentui.config import Config
-from qwentui.engine import doctor, gpu
+from qwentui.commands import doctor
+from qwentui.telemetry import nvml as gpu
 
 GiB = 1024**3
 
@@ -166,4 +167,4 @@ def test_doctor_with_a_broken_config_file(capsys, tmp_path):
 def test_real_gpu_is_classified():
     report = gpu.probe()
     assert report.status == "ok" and report.gpus[0].memory_total_bytes > 0
-    assert gpu.gpu_class(report.gpus[0].name) in gpu.CLASSES + ("other",)
+    assert gpu.gpu_class(report.gpus[0].name) in gpu.GPU_CLASSES + ("other",)

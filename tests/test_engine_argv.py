@@ -11,7 +11,8 @@ import pytest
 
 from qwentui import cli
 from qwentui.config import Config, from_mapping
-from qwentui.engine import apikey, argv as argv_mod, build_argv, gpu, presets
+from qwentui.engine import apikey, argv as argv_mod, build_argv, presets
+from qwentui.telemetry import nvml as gpu
 from qwentui.errors import QwentuiError, UsageError
 
 # Transcribed independently from contracts/sglang.md §1 (SGLang 0.5.23): flag → (type, choices).

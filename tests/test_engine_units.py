@@ -189,6 +189,6 @@ def test_attach_url_bad(url):
     ("NVIDIA GeForce RTX 4090", "other"), ("NVIDIA L40S", "other"),
 ])
 def test_gpu_class_for_presets(name, cls):
-    from qwentui.engine import gpu
+    from qwentui.telemetry import nvml as gpu
 
     assert gpu.gpu_class(name) == cls

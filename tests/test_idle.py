@@ -6,7 +6,7 @@ import pytest
 
 from qwentui.config import IdleConfig
 from qwentui.errors import UsageError
-from qwentui.idle import IdleState, IdleStatus, MetricsSample, Watchdog, clock_text
+from qwentui.idle.watchdog import IdleState, IdleStatus, MetricsSample, Watchdog, clock_text
 
 TIMEOUT, WARN = 1800.0, 120.0
 

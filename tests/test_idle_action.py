@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from qwentui.errors import QwentuiError, UsageError
-from qwentui.poweroff import ActionRunner, describe_stop_path, expand_command, resolve_command, watch
+from qwentui.idle.actions import ActionRunner, describe_stop_path, expand_command, resolve_command, watch
 
 
 class FakeSupervisor:
@@ -217,7 +217,7 @@ def test_expand_and_resolve():
 def test_idle_modules_do_not_import_the_ui():
     import subprocess
 
-    code = ("import sys, qwentui.idle, qwentui.poweroff; "
+    code = ("import sys, qwentui.idle.watchdog, qwentui.idle.actions; "
             "bad = [m for m in sys.modules if m.startswith(('textual', 'qwentui.ui', 'httpx'))]; "
             "sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
@@ -227,7 +227,7 @@ def test_idle_modules_do_not_import_the_ui():
 
 
 async def test_watch_loop_acts_once_when_idle_with_a_fake_clock(events):
-    from qwentui.idle import IdleState, MetricsSample, Watchdog
+    from qwentui.idle.watchdog import IdleState, MetricsSample, Watchdog
 
     now = [0.0]
     wd = Watchdog(10, 3, clock=lambda: now[0])

@@ -1,4 +1,4 @@
-"""The serve glue (`qwentui.idle_serve`) in process: fake supervisor, scripted metrics, fake clock."""
+"""The serve glue (`qwentui.runtime.headless`) in process: fake supervisor, scripted metrics, fake clock."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from qwentui.config import Config, CostConfig, IdleConfig
 from qwentui.cost.ledger import Ledger
 from qwentui.errors import ConfigError
-from qwentui.idle import IdleState, MetricsSample
-from qwentui.idle_serve import ServeWatch, idle_settings
+from qwentui.idle.watchdog import IdleState, MetricsSample
+from qwentui.runtime.headless import ServeWatch, idle_settings
 
 
 class FakeSupervisor:

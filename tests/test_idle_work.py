@@ -11,7 +11,7 @@ import httpx
 from textual.app import App, ComposeResult
 
 from qwentui.config import Config
-from qwentui.runtime import PIDS_TTL, Runtime
+from qwentui.runtime.core import PIDS_TTL, Runtime
 from qwentui.telemetry import Nvml, NvmlSnapshot, Sampler
 from qwentui.ui.widgets.cost import CostPane, _span
 from qwentui.ui.widgets.gpu import GpuPane, Line

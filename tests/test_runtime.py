@@ -1,4 +1,4 @@
-"""`qwentui.runtime.Runtime` with a fake clock, a fake supervisor and scripted metrics (no sleeps)."""
+"""`qwentui.runtime.core.Runtime` with a fake clock, a fake supervisor and scripted metrics (no sleeps)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from types import SimpleNamespace
 import pytest
 
 from qwentui.cache import open_cache
-from qwentui.client import ContentDelta, Finished, ReasoningDelta, Usage
+from qwentui.chat.client import ContentDelta, Finished, ReasoningDelta, Usage
 from qwentui.config import CacheConfig, Config, CostConfig, IdleConfig
 from qwentui.cost import ledger as ledger_mod
 from qwentui.cost.ledger import Ledger, LedgerError
 from qwentui.engine.status import EngineState, EngineStatus
-from qwentui.idle import IdleState, MetricsSample
-from qwentui.runtime import Runtime
-from qwentui.runtime_cache import CachingClient
+from qwentui.idle.watchdog import IdleState, MetricsSample
+from qwentui.runtime.core import Runtime
+from qwentui.chat.cached import CachingClient
 
 BOOT = 1_750_000_000.0
 

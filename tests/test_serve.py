@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from qwentui import cli
-from qwentui.engine.session import ServeSession
+from qwentui.runtime.serve import ServeSession
 from qwentui.config import Config
 from qwentui.engine import procs
 

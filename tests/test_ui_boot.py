@@ -15,8 +15,8 @@ from rich.text import Text
 from qwentui.config import Config
 from qwentui.engine import Supervisor
 from qwentui.engine.status import EngineState
-from qwentui.idle import IdleState
-from qwentui.runtime import Runtime
+from qwentui.idle.watchdog import IdleState
+from qwentui.runtime.core import Runtime
 from qwentui.ui.app import make_app
 from qwentui.ui.screens.help import HelpScreen, app_rows
 from qwentui.ui.widgets.boot import BootPanel

@@ -16,7 +16,7 @@ from textual.widgets import Collapsible
 from qwentui.config import Config
 from qwentui.engine.status import EngineState, EngineStatus
 from qwentui.ui.app import make_app
-from qwentui.ui.conversation import DONE, FAILED, STOPPED
+from qwentui.chat.conversation import DONE, FAILED, STOPPED
 from qwentui.ui.widgets.chat_input import ChatInput
 from qwentui.ui.widgets.messages import AssistantMessage, UserMessage
 from tests.chatfakes import CONTENT, REASONING, ScriptedServer, StepClock, answer_chunks, chunk

@@ -15,7 +15,7 @@ from qwentui.config import Config
 from qwentui.engine.status import EngineState, EngineStatus
 from qwentui.errors import QwentuiError, UsageError
 from qwentui.ui.app import make_app
-from qwentui.ui.widgets.dialogs import QuitDialog
+from qwentui.ui.dialogs.quit import QuitDialog
 from qwentui.ui.widgets.header import blocked_reason
 from tests.chatfakes import ScriptedServer
 from tests.simproc import running_sim

@@ -12,7 +12,7 @@ import dataclasses
 
 import httpx
 
-from qwentui.client import ChatClient
+from qwentui.chat.client import ChatClient
 from qwentui.config import Config
 from qwentui.engine.status import EngineState
 from qwentui.ui.app import make_app

@@ -19,14 +19,14 @@ from qwentui.cost.ledger import SessionRow
 from qwentui.engine.status import EngineState, EngineStatus
 from qwentui.ui.app import QwentuiApp, make_app
 from qwentui.ui.screens.help import HelpScreen
-from qwentui.ui.screens.layout import TooSmall
+from qwentui.ui.widgets.layout import TooSmall
 from qwentui.ui.screens.log import LogFeed, LogScreen
 from qwentui.ui.screens.report import ReportScreen
-from qwentui.ui.screens.small import ConfirmDialog
+from qwentui.ui.dialogs.confirm import ConfirmDialog
 from qwentui.ui.screens.snippet import SnippetScreen, snippets
 from qwentui.ui.widgets.cost import CostPane
 from qwentui.ui.widgets.gpu import GpuPane
-from qwentui.ui.widgets.dialogs import SaveDialog
+from qwentui.ui.dialogs.save import SaveDialog
 from tests.test_ui_chat import READY, wait_until
 
 KEY = "sk-qwentui-secret-0123456789"
@@ -393,7 +393,7 @@ async def test_screens_replace_each_other_and_f2_returns_to_chat():
 
 
 async def test_quit_dialog_mentions_keep_engine():
-    from qwentui.ui.widgets.dialogs import QuitDialog
+    from qwentui.ui.dialogs.quit import QuitDialog
 
     app = _app()
     async with app.run_test(size=(80, 24)) as pilot:

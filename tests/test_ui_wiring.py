@@ -12,11 +12,11 @@ from qwentui.commands import console
 from qwentui.config import Config, IdleConfig
 from qwentui.cost.ledger import Ledger, path_for
 from qwentui.engine.status import EngineState
-from qwentui.runtime import Runtime
+from qwentui.runtime.core import Runtime
 from qwentui.ui.app import make_app
 from qwentui.ui.widgets.cost import CostPane
 from qwentui.ui.widgets.gpu import GpuPane
-from qwentui.ui.widgets.idle import IdleWarning, PoweroffCountdown
+from qwentui.ui.dialogs.idle import IdleWarning, PoweroffCountdown
 from tests.test_runtime import FakeSupervisor
 from tests.test_ui_chat import wait_until
 

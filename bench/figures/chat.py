@@ -57,7 +57,7 @@ def figures(raw_s: float, chunks: int, app: "AppRun", runs: list["AppRun"]) -> l
 
 
 def _client_class():
-    from qwentui.client import ChatClient
+    from qwentui.chat.client import ChatClient
 
     class FixedLengthClient(ChatClient):
         """Asks the engine to ignore EOS so every reply is exactly max_tokens long."""
@@ -72,7 +72,7 @@ def _client_class():
 
 async def raw_stream(base_url: str, tokens: int) -> tuple[float, int]:
     """Minimal consumer: POST, read SSE lines until [DONE]. Returns (seconds, data lines)."""
-    from qwentui.client import ChatClient
+    from qwentui.chat.client import ChatClient
 
     builder = ChatClient(base_url)  # only for the identical request body
     body = builder.request_body([{"role": "user", "content": PROMPT}], thinking=True, max_tokens=tokens,

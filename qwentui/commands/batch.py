@@ -66,7 +66,7 @@ def _check(args: argparse.Namespace) -> None:
 def options(args: argparse.Namespace, cfg):
     from pathlib import Path
 
-    from qwentui.batchjob import JobOptions
+    from qwentui.batch.job import JobOptions
 
     _check(args)
     then = args.then or ("keep" if getattr(args, "keep_engine", False) else "stop")
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from qwentui import cli
-    from qwentui.batchjob import BatchJob
+    from qwentui.batch.job import BatchJob
 
     cfg = cli.load_config(args)
     job = BatchJob(cfg, options(args, cfg))

@@ -20,7 +20,7 @@ def build(args: argparse.Namespace):
     """The app and its supervisor for these args (bad config/flags raise UsageError here)."""
     from qwentui import cli
     from qwentui.engine import Supervisor
-    from qwentui.runtime import Runtime
+    from qwentui.runtime.core import Runtime
     from qwentui.ui.app import make_app
 
     cfg = cli.load_config(args)

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--startup-timeout", metavar="DUR", help="give up on start-up after this long "
                    "(default: engine.startup_timeout, 10m)")
     cli.add_engine_flags(p, subcommand=True)
-    from qwentui import idle_serve
+    from qwentui.runtime import headless as idle_serve
 
     idle_serve.add_flags(p)
     p.set_defaults(func=run)
@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def __getattr__(name: str):
     if name == "ServeSession":  # imported lazily: asyncio is too slow for `qwentui --help`
-        from qwentui.engine.session import ServeSession
+        from qwentui.runtime.serve import ServeSession
 
         return ServeSession
     raise AttributeError(name)
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from qwentui import cli, config
-    from qwentui.engine.session import ServeSession
+    from qwentui.runtime.serve import ServeSession
 
     cfg = cli.load_config(args)
     changes: dict[str, Any] = {}
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = with_engine(cfg, **changes)
     session = ServeSession(cfg, preset=args.preset, keep_engine=getattr(args, "keep_engine", False),
                            attach=getattr(args, "attach", None))
-    from qwentui import idle_serve
+    from qwentui.runtime import headless as idle_serve
 
     idle_serve.install(session, args)  # idle watchdog + cost ledger, via on_tick/on_exit
     code = asyncio.run(session.run())

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from qwentui.config import Config, EngineConfig, mask_secret
-from qwentui.engine import apikey, gpu, presets
+from qwentui.engine import apikey, presets
+from qwentui.telemetry import nvml as gpu
 from qwentui.engine import flags as F
 from qwentui.errors import UsageError
 
@@ -41,12 +42,12 @@ def base_url(host: str, port: int) -> str:
 
 def resolve_gpu(name: str) -> tuple[str, str]:
     """`--gpu` value (class like 't4' or an NVML name) → (name, class); unknown → UsageError."""
-    for cls in gpu.CLASSES:
+    for cls in gpu.GPU_CLASSES:
         if name.strip().upper() == cls:
             return cls, cls
     cls = gpu.gpu_class(name)
-    if cls not in gpu.CLASSES:
-        raise UsageError(f"unknown GPU {name!r}; known classes: {', '.join(gpu.CLASSES)} "
+    if cls not in gpu.GPU_CLASSES:
+        raise UsageError(f"unknown GPU {name!r}; known classes: {', '.join(gpu.GPU_CLASSES)} "
                          f"(use --preset {presets.GENERIC} for other cards)")
     return name, cls
 

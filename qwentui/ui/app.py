@@ -24,15 +24,16 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
 
-from qwentui.client import ChatClient
+from qwentui.chat.client import ChatClient
 from qwentui.config import Config
 from qwentui.errors import QwentuiError
-from qwentui.ui.screens.layout import (HORIZONTAL_BREAKPOINTS, VERTICAL_BREAKPOINTS, KeyFooter, PaneTabs,
+from qwentui.ui.widgets.layout import (HORIZONTAL_BREAKPOINTS, VERTICAL_BREAKPOINTS, KeyFooter, PaneTabs,
                                        TooSmall)
 from qwentui.ui.screens.operator import OPERATOR_BINDINGS, OperatorActions, SideColumn
 from qwentui.ui.themes import install_themes
 from qwentui.ui.widgets.chat import ChatPane
-from qwentui.ui.widgets.dialogs import QuitDialog, SaveDialog
+from qwentui.ui.dialogs.quit import QuitDialog
+from qwentui.ui.dialogs.save import SaveDialog
 from qwentui.ui.widgets.header import EngineHeader, state_name
 from qwentui.ui.wiring import RuntimeWiring
 
@@ -71,7 +72,7 @@ class QwentuiApp(OperatorActions, RuntimeWiring, App):
         super().__init__()
         self.cfg = cfg
         self.supervisor = supervisor
-        self.runtime = runtime  # qwentui.runtime.Runtime: telemetry, cost, idle watchdog
+        self.runtime = runtime  # qwentui.runtime.core.Runtime: telemetry, cost, idle watchdog
         self.exit_reason = "user"  # the ledger's stop reason when the app ends ("signal", ...)
         self.init_wiring()
         self._client = client

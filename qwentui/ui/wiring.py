@@ -1,4 +1,4 @@
-"""The app's side of `qwentui.runtime.Runtime`: panes, header fields, idle dialogs, restart.
+"""The app's side of `qwentui.runtime.core.Runtime`: panes, header fields, idle dialogs, restart.
 
 A mixin for `QwentuiApp` so the runtime wiring stays out of the layout and key code.
 Each runtime snapshot updates only what changed: the GPU pane when a new telemetry
@@ -16,12 +16,12 @@ from textual.css.query import NoMatches
 
 from qwentui.config import format_duration
 from qwentui.errors import QwentuiError
-from qwentui.idle import IdleState
-from qwentui.runtime import RuntimeSnapshot, state_of
+from qwentui.idle.watchdog import IdleState
+from qwentui.runtime.core import RuntimeSnapshot, state_of
 from qwentui.ui.widgets.cost import CostPane, header_text
 from qwentui.ui.widgets.header import blocked_reason
 from qwentui.ui.widgets.gpu import GpuPane
-from qwentui.ui.widgets.idle import IdleWarning, PoweroffCountdown
+from qwentui.ui.dialogs.idle import IdleWarning, PoweroffCountdown
 
 RESTART_KEY = "f5"
 AUTO_STOPS = ("idle", "budget")  # stop reasons after which one key restarts
@@ -182,7 +182,7 @@ class RuntimeWiring:
         if cache is None or not cache.enabled:
             return client
         if self._cached_client is None or self._cached_client.inner is not client:
-            from qwentui.runtime_cache import CachingClient
+            from qwentui.chat.cached import CachingClient
 
             self._cached_client = CachingClient(client, cache, on_hit=self.runtime.cache_hit)
         return self._cached_client

@@ -7,7 +7,7 @@ from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from qwentui.ui.screens.layout import KeyFooter, TooSmall
+from qwentui.ui.widgets.layout import KeyFooter, TooSmall
 
 
 class OperatorScreen(ModalScreen[None]):

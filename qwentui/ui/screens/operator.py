@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 
 from qwentui.ui.screens.base import OperatorScreen
-from qwentui.ui.screens.layout import PaneTabs
+from qwentui.ui.widgets.layout import PaneTabs
 
 PANE_LABELS = {"gpu": "GPU", "cost": "Cost"}
 PANE_KEYS = ("f3", "f4")  # side panes in mount order; F2 is the chat
@@ -137,7 +137,7 @@ class OperatorActions:
         from qwentui.ui.screens.report import ReportScreen
         from qwentui.ui.screens.snippet import SnippetScreen
         from qwentui.ui.widgets.chat_input import ChatInput
-        from qwentui.ui.widgets.dialogs import QuitDialog
+        from qwentui.ui.dialogs.quit import QuitDialog
 
         sections = [("Console (work everywhere: F-keys, ctrl+q; others on the console)", app_rows(self)),
                     ("Chat prompt", rows_for(self, ChatInput.BINDINGS))]
@@ -195,7 +195,7 @@ class OperatorActions:
         if not self._owns_engine():
             self.notify("Attached to an engine qwentui did not start: it is never stopped from here.", timeout=4)
             return
-        from qwentui.ui.screens.small import ConfirmDialog
+        from qwentui.ui.dialogs.confirm import ConfirmDialog
 
         def answer(yes: bool | None) -> None:
             if yes:

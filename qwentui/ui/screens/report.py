@@ -17,7 +17,7 @@ from qwentui.cost import report as cost_report
 from qwentui.cost.prices import format_money, format_number, symbol
 from qwentui.errors import QwentuiError
 from qwentui.ui.screens.base import OperatorScreen
-from qwentui.ui.widgets.dialogs import SaveDialog
+from qwentui.ui.dialogs.save import SaveDialog
 
 SESSION_HEADERS = ("#", "start", "stop", "min", "GPU", "price/h", "cost", "tok in", "tok out", "/1K tok",
                    "cache", "stop reason")

@@ -19,7 +19,7 @@ from textual.widgets import Static, TabbedContent, TabPane
 
 from qwentui.config import mask_secret
 from qwentui.ui.screens.base import OperatorScreen
-from qwentui.ui.widgets.dialogs import SaveDialog
+from qwentui.ui.dialogs.save import SaveDialog
 
 TABS = (("curl", "curl", "bash"), ("openai", "openai SDK", "python"),
         ("langchain", "LangChain", "python"), ("env", "env vars", "bash"))

@@ -26,7 +26,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 
 from qwentui.engine.phases import PHASES
-from qwentui.idle import clock_text
+from qwentui.idle.watchdog import clock_text
 from qwentui.ui.widgets.header import state_name
 
 SPINNER = "◐◓◑◒"

@@ -18,8 +18,8 @@ from textual.reactive import reactive
 from textual.widgets import Static
 from textual.worker import WorkerCancelled, WorkerFailed
 
-from qwentui.client import ChatClient, ChatError
-from qwentui.ui.conversation import DONE, FAILED, STOPPED, STREAMING, Conversation, Turn
+from qwentui.chat.client import ChatClient, ChatError
+from qwentui.chat.conversation import DONE, FAILED, STOPPED, STREAMING, Conversation, Turn
 from qwentui.ui.widgets.boot import BootPanel
 from qwentui.ui.widgets.chat_input import ChatInput
 from qwentui.ui.widgets.messages import AssistantMessage, UserMessage

@@ -13,8 +13,8 @@ from textual.containers import Vertical
 from textual.timer import Timer
 from textual.widgets import Collapsible, Static
 
-from qwentui.client import ContentDelta, Event, Finished, ReasoningDelta, Usage
-from qwentui.ui.conversation import DONE, FAILED, STOPPED, STREAMING
+from qwentui.chat.client import ContentDelta, Event, Finished, ReasoningDelta, Usage
+from qwentui.chat.conversation import DONE, FAILED, STOPPED, STREAMING
 from qwentui.ui.widgets.segments import SegmentedText, render_markdown, render_plain
 
 FRAME_S = 1 / 10

@@ -24,8 +24,8 @@ from typing import Any, Awaitable, Callable, Sequence
 from qwentui.cost.ledger import STOP_REASONS as LEDGER_REASONS
 from qwentui.cost.meter import CostSnapshot, Meter
 from qwentui.errors import QwentuiError
-from qwentui.idle import IdleState, IdleStatus, Watchdog
-from qwentui.poweroff import ActionResult, ActionRunner
+from qwentui.idle.watchdog import IdleState, IdleStatus, Watchdog
+from qwentui.idle.actions import ActionResult, ActionRunner
 
 log = logging.getLogger(__name__)
 

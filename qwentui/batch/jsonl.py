@@ -1,4 +1,4 @@
-"""Batch input parsing and durable output (used by `qwentui.batch`).
+"""Batch input parsing and durable output (used by `qwentui.batch.runner`).
 
 Input: JSON Lines, one request per line, `{"id": …, "prompt": "…"}` or
 `{"id": …, "messages": [...]}` plus optional per-line parameters. A line that cannot

@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from qwentui.client import Usage
+from qwentui.chat.client import Usage
 
 # Turn status: how an assistant answer ended.
 STREAMING, DONE, STOPPED, FAILED = "streaming", "done", "stopped", "failed"

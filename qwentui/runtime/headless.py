@@ -1,7 +1,7 @@
 """The idle watchdog and the cost ledger inside headless `qwentui serve`.
 
 Plugs into `ServeSession` through its hooks (`on_tick`, `on_exit`, `request_stop`). The
-feeding and acting is `qwentui.runtime.Runtime`, the same as in the console: each tick
+feeding and acting is `qwentui.runtime.core.Runtime`, the same as in the console: each tick
 scrapes `/metrics`, feeds the watchdog and the cost meter (ledger row, heartbeat, budget),
 and when the watchdog says so stops the engine with reason `idle`/`budget`, closes the
 ledger row and then, for `poweroff`, runs the command. This module only prints: changes
@@ -60,7 +60,7 @@ class ServeWatch:
 
     def __init__(self, session: Any, idle_cfg: Any, *, clock: Callable[[], float] = time.monotonic,
                  scrape: Callable[[], Any] | None = None, ledger: Any = "default") -> None:
-        from qwentui.runtime import Runtime
+        from qwentui.runtime.core import Runtime
 
         self.session, self.idle = session, idle_cfg
         self._scrape_fn = scrape
@@ -132,7 +132,7 @@ class ServeWatch:
         return await scrape(self._http, self.session.sup.base_url)
 
     def _acting(self, status: Any) -> None:
-        from qwentui.idle import clock_text
+        from qwentui.idle.watchdog import clock_text
 
         reason = status.reason_action
         self.session.request_stop(reason)
@@ -149,7 +149,7 @@ class ServeWatch:
             self.session.exit_code = max(getattr(self.session, "exit_code", 0), 1)
 
     def _report(self, status: Any, metrics: Any) -> None:
-        from qwentui.idle import IdleState, clock_text
+        from qwentui.idle.watchdog import IdleState, clock_text
 
         say, last = self.session.say, self._last
         self._last = status

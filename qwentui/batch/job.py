@@ -20,9 +20,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
-from qwentui.batch import BatchOptions, BatchResult, BatchRunner, Progress, Sender
-from qwentui.batchio import OutputWriter, read_input
-from qwentui.batchview import ProgressPrinter, summary_lines
+from qwentui.batch.runner import BatchOptions, BatchResult, BatchRunner, Progress, Sender
+from qwentui.batch.jsonl import OutputWriter, read_input
+from qwentui.batch.progress import ProgressPrinter, summary_lines
 from qwentui.config import Config
 from qwentui.errors import QwentuiError
 
@@ -75,7 +75,7 @@ def _connect_host(host: str) -> str:
 
 
 async def _answers_ready(base_url: str, api_key: str) -> bool:
-    from qwentui.client import ChatClient
+    from qwentui.chat.client import ChatClient
 
     async with ChatClient(base_url, api_key=api_key, timeout=3.0, connect_timeout=1.0) as client:
         return await client.ready()
@@ -197,7 +197,7 @@ class CostBook:
 
 
 def _gpu() -> tuple[str | None, str | None]:
-    from qwentui.engine.gpu import detect_gpu_name, gpu_class
+    from qwentui.telemetry.nvml import detect_gpu_name, gpu_class
 
     name = detect_gpu_name()
     return name, (gpu_class(name) if name else None)
@@ -331,7 +331,7 @@ class BatchJob:
         return 0 if ok else 1
 
     async def _then_action(self, then: str, engine: EngineHandle, book: CostBook, reason: str) -> bool:
-        from qwentui.poweroff import ActionRunner
+        from qwentui.idle.actions import ActionRunner
 
         runner = ActionRunner(engine.supervisor if engine.owned else None,
                               action="poweroff" if then == "poweroff" else "stop-engine",

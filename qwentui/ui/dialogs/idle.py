@@ -17,7 +17,7 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
-from qwentui.idle import clock_text
+from qwentui.idle.watchdog import clock_text
 
 POWEROFF_COUNTDOWN_S = 10
 

@@ -12,7 +12,7 @@ import time
 from typing import Any, AsyncIterator, Callable, Mapping, Sequence
 
 from qwentui.cache import CachedAnswer, PromptCache
-from qwentui.client import ContentDelta, Finished, ReasoningDelta, Usage, sampling_for
+from qwentui.chat.client import ContentDelta, Finished, ReasoningDelta, Usage, sampling_for
 
 
 def _usage_dict(usage: Usage | None) -> dict:

@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
-from qwentui.batch import BatchResult, Progress
+from qwentui.batch.runner import BatchResult, Progress
 from qwentui.cache import money_saved
 from qwentui.cost.prices import format_money, format_number, format_price
 

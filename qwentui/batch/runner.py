@@ -23,8 +23,8 @@ from typing import Any
 
 import httpx
 
-from qwentui import client as chat
-from qwentui.batchio import BatchItem, OutputWriter
+from qwentui.chat import client as chat
+from qwentui.batch.jsonl import BatchItem, OutputWriter
 from qwentui.cache import CachedAnswer, CacheStats, NullCache, PromptCache
 
 # params that go into the request body as-is (thinking is handled separately)
