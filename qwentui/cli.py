@@ -22,6 +22,9 @@ COMMANDS: tuple[str, ...] = (
     "config",
     "engine",
     "serve",
+    "status",
+    "stop",
+    "snooze",
     "doctor",
     "report",
     "cost",
@@ -54,20 +57,21 @@ def build_parser() -> Parser:
     return parser
 
 
-def add_engine_flags(parser: argparse.ArgumentParser, *, subcommand: bool = False) -> None:
+def add_engine_flags(parser: argparse.ArgumentParser, *, subcommand: bool = False, guard_only: bool = False) -> None:
     """Flags that choose the engine; shared by the console and the headless commands.
 
     `subcommand=True` (for `qwentui serve --demo` etc.) uses SUPPRESS defaults so a flag
-    given before the subcommand is not reset by the subparser's default.
+    given before the subcommand is not reset by the subparser's default. `guard_only`:
+    just what picks a guard (status, stop, snooze).
     """
     d = {"default": argparse.SUPPRESS} if subcommand else {}
     group = parser.add_argument_group("engine")
     group.add_argument("--demo", action="store_true", **d,
                        help="use the built-in SGLang simulator (labelled SIMULATED); no GPU needed")
     group.add_argument("--engine", choices=("sglang", "sim"), **d, help="engine kind (default from config: sglang)")
+    if guard_only:
+        return
     group.add_argument("--attach", metavar="URL", **d, help="use an already running server at URL; never stop it")
-    group.add_argument("--keep-engine", action="store_true", **d,
-                       help="leave the engine running when qwentui exits (prints how to stop it)")
     group.add_argument("--port", type=int, metavar="N", **d, help="engine port (overrides engine.port)")
 
 

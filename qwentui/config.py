@@ -129,6 +129,7 @@ class IdleConfig:
     action: str = opt("stop-engine", "'stop-engine' or 'poweroff' (stops the engine first).", choices=("stop-engine", "poweroff"))
     poweroff_command: list = opt(["systemctl", "poweroff"], "argv run to power off; $VARS are expanded.")
     dry_run: bool = opt(False, "Print the poweroff command instead of running it.")
+    count_consoles: bool = opt(False, "An attached console counts as activity (like an open SSH session).")
 
 
 @dataclass(frozen=True)

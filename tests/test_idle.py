@@ -170,29 +170,27 @@ def test_counter_increase_alone_restarts_the_timer(wd, clock):
     assert st.state is IdleState.IDLE and st.seconds_left == TIMEOUT
 
 
-def test_token_counters_are_the_fallback_without_a_request_counter(clock):
-    wd = Watchdog(TIMEOUT, WARN, clock=clock)
-    wd.observe_metrics(MetricsSample(generation_tokens_total=100, prompt_tokens_total=10))
-    clock.advance(600)
-    wd.note_own_requests(1, prompt_tokens=5, generation_tokens=5)
-    wd.observe_metrics(MetricsSample(generation_tokens_total=105, prompt_tokens_total=15))
-    assert wd.tick().seconds_idle == 600  # own tokens only
-    wd.observe_metrics(MetricsSample(generation_tokens_total=140, prompt_tokens_total=15))
-    assert wd.tick().seconds_idle == 0
-
-
 def test_batch_running_keeps_alive(wd, clock):
-    wd.set_batch_running(True)
+    wd.hold("batch", 1)
     clock.advance(2 * TIMEOUT)
     st = wd.tick()
     assert st.state is IdleState.ACTIVE and st.reason_alive == "batch running"
-    wd.set_batch_running(False)
+    wd.hold("batch", 0)
     clock.advance(1)
     assert wd.tick().seconds_idle == 1
 
 
+def test_attached_consoles_hold_it_when_counted(wd, clock):
+    wd.hold("console", 2)
+    clock.advance(2 * TIMEOUT)
+    assert wd.tick().reason_alive == "2 consoles attached"
+    wd.hold("console", 0)
+    clock.advance(5)
+    assert wd.tick().seconds_idle == 5
+
+
 def test_reasons_are_combined(wd, clock):
-    wd.set_batch_running(True)
+    wd.hold("batch", 1)
     wd.console_started()
     wd.observe_metrics(sample(running=3))  # 1 of them is the console's own
     assert wd.tick().reason_alive == "busy: 2 API requests, console chat in flight, batch running"
@@ -208,40 +206,6 @@ def test_accepts_telemetry_like_objects(wd, clock):
 
 
 # -- qwentui's own traffic ----------------------------------------------------------------
-
-
-def test_health_probes_never_count(wd, clock):
-    for i in range(1, 40):
-        clock.advance(60)
-        wd.own_started()
-        wd.observe_metrics(sample(running=1, requests=i - 1, prompt=i - 1, gen=i - 1))
-        wd.own_finished()
-        wd.observe_metrics(sample(running=1, requests=i, prompt=i, gen=i))  # stale gauge
-        if wd.tick().state is IdleState.ACTING:
-            break
-    assert i == TIMEOUT // 60 and wd.tick().reason_action == "idle"
-
-
-def test_counter_seen_before_the_probe_reports_finish(wd, clock):
-    clock.advance(600)
-    wd.own_started()
-    wd.observe_metrics(sample(requests=1))  # the counter moved while the probe was in flight
-    wd.own_finished()
-    wd.observe_metrics(sample(requests=1))
-    assert wd.tick().seconds_idle == 600
-    clock.advance(10)
-    wd.observe_metrics(sample(requests=2))  # a real external request: not masked by the probe
-    assert wd.tick().seconds_idle == 0
-
-
-def test_noted_own_requests_are_subtracted_but_extra_ones_count(wd, clock):
-    clock.advance(600)
-    wd.note_own_requests(2, prompt_tokens=4, generation_tokens=16)
-    wd.observe_metrics(sample(requests=2))
-    assert wd.tick().seconds_idle == 600
-    wd.note_own_requests(1)
-    wd.observe_metrics(sample(requests=4))  # one own + one external
-    assert wd.tick().seconds_idle == 0
 
 
 def test_own_credit_noted_before_the_scrape_sees_it(wd, clock):
@@ -303,7 +267,8 @@ def test_console_chat_that_never_reached_the_engine_leaves_no_credit(wd, clock):
 
 
 def test_old_own_credit_expires(wd, clock):
-    wd.note_own_requests(1)
+    wd.console_started()
+    wd.console_finished()
     clock.advance(120)  # the scrape never saw it (e.g. metrics were down)
     wd.tick()
     wd.observe_metrics(sample(requests=1))
@@ -452,28 +417,6 @@ def test_watchdog_rejects_unknown_action():
 
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from(["start", "server", "client", "scrape", "tick"]), max_size=40))
-def test_own_probes_in_any_order_never_reset_the_timer(ops):
-    clock = FakeClock()
-    wd = Watchdog(TIMEOUT, WARN, clock=clock)
-    wd.observe_metrics(sample())
-    started = at_server = counter = 0  # probes sent / finished on the server, not yet on the client
-    for op in ops:
-        clock.advance(1)
-        if op == "start":
-            wd.own_started()
-            started += 1
-        elif op == "server" and started:
-            started, at_server, counter = started - 1, at_server + 1, counter + 1
-        elif op == "client" and at_server:
-            wd.own_finished()
-            at_server -= 1
-        elif op == "scrape":
-            wd.observe_metrics(sample(running=started + at_server, requests=counter))
-        assert wd.tick().seconds_idle == clock.t - 1000.0
 
 
 def test_reads_real_telemetry_metrics(clock):

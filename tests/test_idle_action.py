@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from qwentui.errors import QwentuiError, UsageError
-from qwentui.idle.actions import ActionRunner, describe_stop_path, expand_command, resolve_command, watch
+from qwentui.idle.actions import ActionRunner, describe_stop_path, expand_command, resolve_command
 
 
 class FakeSupervisor:
@@ -221,32 +221,3 @@ def test_idle_modules_do_not_import_the_ui():
             "bad = [m for m in sys.modules if m.startswith(('textual', 'qwentui.ui', 'httpx'))]; "
             "sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
-
-
-# -- the watch loop ----------------------------------------------------------------------
-
-
-async def test_watch_loop_acts_once_when_idle_with_a_fake_clock(events):
-    from qwentui.idle.watchdog import IdleState, MetricsSample, Watchdog
-
-    now = [0.0]
-    wd = Watchdog(10, 3, clock=lambda: now[0])
-    samples = iter([MetricsSample(running=0, requests_total=0)] * 3 + [MetricsSample(running=0, requests_total=1)]
-                   + [MetricsSample(running=0, requests_total=1)] * 100)
-
-    async def sample():
-        return next(samples)
-
-    async def fake_sleep(seconds: float) -> None:
-        now[0] += seconds
-
-    seen = []
-    runner = ActionRunner(FakeSupervisor(events))
-    result = await watch(wd, runner, sample=sample, interval=1.0, on_status=seen.append, sleep=fake_sleep)
-    assert result.ok and events == ["stop:idle"]
-    # the external request seen at t=3 restarted the 10 s timer: it acts at t=13
-    assert now[0] == 13.0
-    states = [s.state for s in seen]
-    assert states[-2:] == [IdleState.ACTING, IdleState.DONE]
-    assert sum(s.warning_started for s in seen) == 1 and sum(s.action_due for s in seen) == 1
-    assert [s.seconds_left for s in seen if s.state is IdleState.WARNING] == [3.0, 2.0, 1.0]

@@ -46,7 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="with --then poweroff: print the command instead")
     from qwentui import cli
 
-    cli.add_engine_flags(p, subcommand=True)  # --demo/--engine/--attach/--keep-engine/--port here too
+    cli.add_engine_flags(p, subcommand=True)  # --demo/--engine/--attach/--port here too
+    p.add_argument("--keep-engine", action="store_true", default=argparse.SUPPRESS,
+                   help="same as --then keep")
     p.set_defaults(func=run)
 
 

@@ -1,10 +1,9 @@
-"""`qwentui serve`: headless engine. Start it, print phases and a client snippet, run until
-Ctrl+C / SIGTERM / SIGHUP, then stop it completely (unless --keep-engine or --attach).
+"""`qwentui serve`: the guard — the engine, idle watchdog and bill, headless.
 
-`ServeSession` (qwentui/engine/session.py) is the main loop; features that act while
-serving (idle watchdog, cost ledger) plug in through `session.on_tick` (called every `tick`
-seconds while the engine is ready) and `session.on_exit` (called once after the engine
-stopped), and stop the engine with `session.request_stop(reason)`.
+In the foreground it prints phases, a client snippet and idle lines and runs until
+Ctrl+C / SIGTERM / SIGHUP or the engine stops; `--detach` starts it in the background
+(it then outlives the shell and serves consoles until `qwentui stop`). `--attach URL`
+serves someone else's server: printed, never stopped, no guard.
 """
 
 from __future__ import annotations
@@ -16,12 +15,17 @@ from typing import Any
 def register(sub: argparse._SubParsersAction) -> None:
     from qwentui import cli
 
-    p = sub.add_parser("serve", help="run the engine headless and print how to connect to it")
+    p = sub.add_parser("serve", help="run the guard: engine, idle watchdog and cost ledger, headless")
     p.add_argument("--preset", metavar="NAME", help="launch preset (default: engine.preset, 'auto')")
     p.add_argument("--stop-grace", metavar="DUR", help="wait this long after SIGTERM before SIGKILL "
                    "(default: engine.stop_grace, 15s)")
     p.add_argument("--startup-timeout", metavar="DUR", help="give up on start-up after this long "
                    "(default: engine.startup_timeout, 10m)")
+    p.add_argument("--detach", action="store_true", help="run the guard in the background; print its pid, "
+                   "socket and log, exit once it answers")
+    p.add_argument("--print-systemd-unit", nargs="?", const="user", choices=("user", "system"), metavar="KIND",
+                   help="print a systemd unit (user, the default, or system) that runs this guard, and exit")
+    p.add_argument("--detached-child", action="store_true", help=argparse.SUPPRESS)
     cli.add_engine_flags(p, subcommand=True)
     from qwentui.runtime import headless as idle_serve
 
@@ -29,19 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def __getattr__(name: str):
-    if name == "ServeSession":  # imported lazily: asyncio is too slow for `qwentui --help`
-        from qwentui.runtime.serve import ServeSession
-
-        return ServeSession
-    raise AttributeError(name)
-
-
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from qwentui import cli, config
-    from qwentui.runtime.serve import ServeSession
+    from qwentui.runtime import headless as idle_serve
 
     cfg = cli.load_config(args)
     changes: dict[str, Any] = {}
@@ -53,10 +49,77 @@ def run(args: argparse.Namespace) -> int:
         from qwentui.engine.argv import with_engine
 
         cfg = with_engine(cfg, **changes)
-    session = ServeSession(cfg, preset=args.preset, keep_engine=getattr(args, "keep_engine", False),
-                           attach=getattr(args, "attach", None))
-    from qwentui.runtime import headless as idle_serve
+    idle_cfg = idle_serve.idle_settings(cfg, args)  # bad flags fail here, before anything starts
+    if args.print_systemd_unit:
+        print(systemd_unit(args, cfg.engine.kind, args.print_systemd_unit), end="")
+        return 0
+    if getattr(args, "attach", None):
+        return _serve_attached(cfg, args)
+    if args.detach:
+        return _detach(args, cfg)
+    from qwentui.runtime.guard import Guard
 
-    idle_serve.install(session, args)  # idle watchdog + cost ledger, via on_tick/on_exit
+    guard = Guard(cfg, idle_cfg, preset=args.preset, stay=args.detached_child,
+                  start=cfg.engine.autostart or not args.detached_child)
+    return asyncio.run(guard.run())
+
+
+def _serve_attached(cfg, args) -> int:
+    import asyncio
+
+    from qwentui.runtime import headless as idle_serve
+    from qwentui.runtime.serve import ServeSession
+
+    session = ServeSession(cfg, preset=args.preset, attach=args.attach)
+    idle_serve.install(session, args)
     code = asyncio.run(session.run())
     return code or session.exit_code
+
+
+def _detach(args, cfg) -> int:
+    from qwentui.runtime.detach import guard_argv, start_detached
+    from qwentui.runtime.place import GuardLock, place
+
+    where = place(cfg.engine.kind)
+    GuardLock(where).acquire_check()  # a running guard: one line naming it, exit 1
+    state = start_detached(guard_argv(args, cfg.engine.kind), where)
+    print(f"guard started: pid {state['guard']['pid']}")
+    print(f"  socket : {where.socket}")
+    print(f"  log    : {where.log}")
+    print(f"  engine log: {state['guard'].get('engine_log') or '-'}")
+    print("  'qwentui' attaches to it; 'qwentui status' shows it; 'qwentui stop' ends it.")
+    return 0
+
+
+def systemd_unit(args, kind: str, scope: str) -> str:
+    """A unit that runs the guard in the foreground: systemd restarts it after a crash, and
+    stopping the unit SIGTERMs the guard only, which stops its engine within stop_grace."""
+    import shlex
+    import sys
+
+    argv = [sys.executable, "-m", "qwentui"]
+    if getattr(args, "config", None):
+        from pathlib import Path
+
+        argv += ["--config", str(Path(args.config).resolve())]
+    argv += ["--engine", kind, "serve"]
+    for flag in ("preset", "stop_grace", "startup_timeout", "idle_timeout", "idle_action"):
+        value = getattr(args, flag, None)
+        if value:
+            argv += [f"--{flag.replace('_', '-')}", str(value)]
+    if getattr(args, "port", None) is not None:
+        argv[3:3] = ["--port", str(args.port)]
+    install = "default.target" if scope == "user" else "multi-user.target"
+    where = "~/.config/systemd/user/qwentui.service" if scope == "user" else "/etc/systemd/system/qwentui.service"
+    enable = "systemctl --user enable --now qwentui" if scope == "user" else "systemctl enable --now qwentui"
+    import os
+
+    user = "" if scope == "user" else f"User={os.environ.get('USER') or os.getuid()}\n"
+    return (f"# qwentui guard ({scope} unit). Save as {where}, then: {enable}\n"
+            "[Unit]\nDescription=qwentui guard: SGLang engine, idle watchdog and cost ledger\n"
+            "After=network-online.target\n\n"
+            f"[Service]\nType=simple\n{user}ExecStart={shlex.join(argv)}\n"
+            "Restart=on-failure\nRestartSec=5\n"
+            "# SIGTERM goes to the guard only; it stops its engine (SIGTERM, grace, SIGKILL) itself.\n"
+            "KillMode=mixed\nKillSignal=SIGTERM\nTimeoutStopSec=90\n\n"
+            f"[Install]\nWantedBy={install}\n")

@@ -172,13 +172,15 @@ def _create_private(path: Path) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """A zombie (killed, not yet reaped: e.g. under an init that does not reap) is dead."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
 
 
 def _boot_time() -> float:

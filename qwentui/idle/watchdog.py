@@ -116,6 +116,9 @@ def clock_text(seconds: float, up: bool = False) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+_HOLD_TEXT = {"batch": "batch running", "console": "{n} console{s} attached"}
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -137,8 +140,7 @@ class Watchdog:
         self._clock, self._gauge_stale, self._credit_ttl = clock, gauge_stale, credit_ttl
         self._disabled = not enabled
         self._console = 0  # console chats in flight
-        self._own = 0  # qwentui's own non-activity requests in flight (probes)
-        self._batch = False
+        self._holds: dict[str, int] = {}  # "batch", "console": what holds the engine alive
         self._metrics_ok = False
         self.rearm()
 
@@ -188,23 +190,15 @@ class Watchdog:
         if counted:
             self._own_done(1, prompt_tokens, generation_tokens)
 
-    def own_started(self) -> None:
-        """qwentui's own non-user request (health probe) started: never activity."""
-        self._own += 1
-
-    def own_finished(self, prompt_tokens: int = 1, generation_tokens: int = 1) -> None:
-        """An own probe finished; defaults fit SGLang's /health (1 input id, 1 new token)."""
-        self._own = max(0, self._own - 1)
-        self._own_done(1, prompt_tokens, generation_tokens)
-
-    def note_own_requests(self, n: int = 1, prompt_tokens: int = 0, generation_tokens: int = 0) -> None:
-        """Own requests that already finished and were not reported as started (after the fact)."""
-        self._own_done(n, prompt_tokens, generation_tokens)
-
-    def set_batch_running(self, running: bool) -> None:
-        if self._batch != running or running:
-            self._touch("batch")
-        self._batch = running
+    def hold(self, source: str, count: int) -> None:
+        """`count` holders of `source` ("batch", "console") keep the engine alive; 0 releases.
+        Starting or ending a hold is activity (the timer restarts when the last one ends)."""
+        if self._holds.get(source, 0) != count:
+            self._touch(source)
+        if count > 0:
+            self._holds[source] = count
+        else:
+            self._holds.pop(source, None)
 
     def observe_metrics(self, metrics: Any) -> None:
         """A `/metrics` sample (MetricsSample, telemetry EngineMetrics, or None when unavailable)."""
@@ -225,16 +219,17 @@ class Watchdog:
 
     # -- user controls ---------------------------------------------------------------
 
-    def snooze(self) -> bool:
-        """Push the deadline out by the timeout (repeatable). False when there is nothing to snooze."""
+    def snooze(self, seconds: float | None = None) -> bool:
+        """Push the deadline out by `seconds` (default: the timeout; repeatable). False when
+        there is nothing to snooze."""
         if self._acting or self._done or (self._disabled and not self._budget):
             return False
-        now = self._clock()
+        now, by = self._clock(), seconds or self.timeout
         if self._budget:
             kind, deadline = self._budget
-            self._budget = (kind, max(deadline, now) + self.timeout)
+            self._budget = (kind, max(deadline, now) + by)
         else:
-            self._snooze_until = max(self._idle_deadline(), now) + self.timeout
+            self._snooze_until = max(self._idle_deadline(), now) + by
         self._warned = False
         return True
 
@@ -244,6 +239,7 @@ class Watchdog:
         self._warned = False
 
     def enable(self) -> None:
+        """Undo `disable()`: counting starts afresh from now."""
         if self._disabled:
             self._disabled = False
             self._touch("enabled")
@@ -309,8 +305,8 @@ class Watchdog:
         if self._console:
             reasons.append("console chat in flight" if self._console == 1
                            else f"{self._console} console chats in flight")
-        if self._batch:
-            reasons.append("batch running")
+        for source, count in self._holds.items():
+            reasons.append(_HOLD_TEXT.get(source, "{n} " + source).format(n=count, s="" if count == 1 else "s"))
         return ", ".join(reasons)
 
     def _touch(self, source: str) -> None:
@@ -339,7 +335,7 @@ class Watchdog:
         if total != self._gauge_at_finish:  # refreshed since: it counts only what runs now
             self._own_finishes.clear()
         self._gauge_seen = total
-        allowed = self._console + self._own + len(self._own_finishes)
+        allowed = self._console + len(self._own_finishes)
         busy = max(0, int(total) - allowed)
         if busy or self._external_busy:
             self._touch("API request")
@@ -357,7 +353,7 @@ class Watchdog:
             return
         excess = self._consume_credits(cur - before, 1 if use_requests else 2)
         if use_requests and excess > 0:  # own requests in flight whose finish is not reported yet
-            advance = min(excess, max(0.0, self._console + self._own - self._debt))
+            advance = min(excess, max(0.0, self._console - self._debt))
             self._debt += advance
             excess -= advance
         if excess > 0:

@@ -92,14 +92,15 @@ class Runtime:
                  boot_time: Any = None, on_snapshot: Callable[[RuntimeSnapshot], Any] | None = None,
                  on_message: Callable[[str], Any] | None = None,
                  confirm: Callable[[Sequence[str]], Awaitable[bool]] | None = None,
+                 on_action_start: Callable[[IdleStatus], Any] | None = None,
+                 on_action_done: Callable[[ActionResult], Any] | None = None,
                  inline_actions: bool = False, cache: Any = None) -> None:
         self.cfg, self.supervisor = cfg, supervisor
         self.idle_cfg = idle_cfg if idle_cfg is not None else cfg.idle
         self.attached = bool(getattr(supervisor.status, "attached", False))
         self._clock, self._wall = clock, wall
         self.on_snapshot, self.on_message, self.confirm = on_snapshot, on_message, confirm
-        self.on_action_start: Callable[[IdleStatus], Any] | None = None
-        self.on_action_done: Callable[[ActionResult], Any] | None = None
+        self.on_action_start, self.on_action_done = on_action_start, on_action_done
         self.inline_actions = inline_actions
         self.cache = cache
         self._scrape = scrape
@@ -256,13 +257,22 @@ class Runtime:
     def cache_hit(self, saved_tokens: int) -> None:
         self.meter.add_cache_savings(1, saved_tokens)
 
-    def snooze(self) -> bool:
-        done = self.watchdog.snooze()
+    def snooze(self, seconds: float | None = None) -> bool:
+        done = self.watchdog.snooze(seconds)
         self.poke()
         return done
 
     def disable(self) -> None:
         self.watchdog.disable()
+        self.poke()
+
+    def enable(self) -> None:
+        self.watchdog.enable()
+        self.poke()
+
+    def hold(self, source: str, count: int) -> None:
+        """Activity that is not a request: a batch running, consoles attached (idle.count_consoles)."""
+        self.watchdog.hold(source, count)
         self.poke()
 
     def stop_now(self, reason: str = "idle") -> None:
@@ -391,6 +401,12 @@ class Runtime:
         if self.idle_cfg.action == "poweroff" and self.ledger is not None:
             self.ledger.close()  # flushed and closed: the box may go down next
             self.ledger, self.meter.ledger, self._ledger_final = None, None, True
+
+    async def settle(self) -> None:
+        """Wait for an idle/budget action under way (its poweroff included) to finish."""
+        task = self._action_task
+        if task is not None and not task.done():
+            await asyncio.shield(task)
 
     # -- the end -----------------------------------------------------------------------
 

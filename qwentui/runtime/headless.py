@@ -59,16 +59,16 @@ class ServeWatch:
     """Serve's printing around the shared `Runtime` (which feeds, decides and acts)."""
 
     def __init__(self, session: Any, idle_cfg: Any, *, clock: Callable[[], float] = time.monotonic,
-                 scrape: Callable[[], Any] | None = None, ledger: Any = "default") -> None:
+                 scrape: Callable[[], Any] | None = None, ledger: Any = "default", runtime: Any = None) -> None:
         from qwentui.runtime.core import Runtime
 
         self.session, self.idle = session, idle_cfg
         self._scrape_fn = scrape
         self._http: Any = None
-        self.runtime = Runtime(session.cfg, session.sup, idle_cfg=idle_cfg, scrape=self._scrape, ledger=ledger,
-                               clock=clock, on_message=session.say, inline_actions=True)
-        self.runtime.on_action_start = self._acting
-        self.runtime.on_action_done = self._acted
+        # The guard passes its own Runtime (full telemetry, its own loop) and calls follow().
+        self.runtime = runtime or Runtime(
+            session.cfg, session.sup, idle_cfg=idle_cfg, scrape=self._scrape, ledger=ledger, clock=clock,
+            on_message=session.say, inline_actions=True, on_action_start=self.acting, on_action_done=self.acted)
         self._announced = False
         self._last: Any = None
         self._metrics_error: str | None = None
@@ -93,6 +93,15 @@ class ServeWatch:
             self._announced = True
             session.say(self._plan_line())
         snap = await self.runtime.step()
+        self._report(snap.idle, self.runtime.metrics)
+
+    def follow(self, snap: Any) -> None:
+        """Print what one snapshot changed (the guard's runtime runs its own loop)."""
+        if snap.engine.state.value != "ready" or not self.runtime.armed:
+            return
+        if not self._announced:
+            self._announced = True
+            self.session.say(self._plan_line())
         self._report(snap.idle, self.runtime.metrics)
 
     async def on_exit(self, session: Any) -> None:
@@ -131,16 +140,17 @@ class ServeWatch:
             self._http = httpx.AsyncClient(trust_env=False)
         return await scrape(self._http, self.session.sup.base_url)
 
-    def _acting(self, status: Any) -> None:
+    def acting(self, status: Any) -> None:
         from qwentui.idle.watchdog import clock_text
 
         reason = status.reason_action
-        self.session.request_stop(reason)
+        if not getattr(self.session, "stay", False) or self.idle.action == "poweroff":
+            self.session.request_stop(reason)  # a guard that stays keeps answering after a stop-engine
         why = f"no activity for {clock_text(status.seconds_idle)}" if reason == "idle" else "budget reached"
         then = " and powering off" if self.idle.action == "poweroff" else ""
         self.session.say(f"idle: {why}: stopping the engine{then}...")
 
-    def _acted(self, result: Any) -> None:
+    def acted(self, result: Any) -> None:
         self.result = result
         self.session.say(f"idle: {result.message}")
         if result.hint:

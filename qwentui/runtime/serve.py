@@ -5,6 +5,11 @@ Features that act while serving (idle watchdog, cost ledger) plug in through
 `session.on_tick` (called every `tick` seconds while the engine is ready) and
 `session.on_exit` (called once after the engine stopped), and stop the engine with
 `session.request_stop(reason)`; they may set `session.exit_code`.
+
+With `stay=True` (a detached guard) the session outlives its engine: after an idle stop,
+a crash or a stop through the control API it keeps running until `request_stop`, so a
+console can restart the engine; `hold_open()` keeps a foreground run alive across an
+API restart.
 """
 
 from __future__ import annotations
@@ -23,15 +28,15 @@ Hook = Callable[["ServeSession"], "Awaitable[None] | None"]
 class ServeSession:
     """One headless run: owns the supervisor, the signal handlers and the main loop."""
 
-    def __init__(self, cfg, *, preset: str | None = None, keep_engine: bool = False,
-                 attach: str | None = None, out: TextIO | None = None, tick: float = 1.0,
-                 supervisor=None) -> None:
+    def __init__(self, cfg, *, preset: str | None = None, attach: str | None = None, out: TextIO | None = None, tick: float = 1.0,
+                 supervisor=None, stay: bool = False) -> None:
         from qwentui.engine import Supervisor
 
         self.cfg = cfg
         self.out = out or sys.stdout
         self.tick = tick
-        self.keep_engine = keep_engine and not attach
+        self.stay = stay
+        self._holds = 0  # API restarts under way: a foreground run does not end meanwhile
         self.on_tick: list[Hook] = []
         self.on_exit: list[Hook] = []
         self.stop_reason: str | None = None
@@ -44,7 +49,7 @@ class ServeSession:
         elif attach:
             self.sup = Supervisor.attach(attach, cfg.engine.api_key, cfg=cfg)
         else:
-            self.sup = Supervisor(cfg, preset=preset, keep_engine=self.keep_engine)
+            self.sup = Supervisor(cfg, preset=preset)
         self.sup.subscribe(self._on_status)
 
     def say(self, text: str) -> None:
@@ -59,13 +64,19 @@ class ServeSession:
             self.stop_reason = reason
         self._stop.set()
 
-    async def run(self) -> int:
+    def hold_open(self, delta: int) -> None:
+        """+1 while an engine restart runs outside the main loop, -1 when it is done."""
+        self._holds = max(0, self._holds + delta)
+
+    async def run(self, *, start: bool = True) -> int:
         loop = asyncio.get_running_loop()
         self._install_signals(loop)
         try:
-            if not await self._start():
+            started = await self._start() if start else False
+            if started:
+                self._print_snippet()
+            elif not self.stay:
                 return 1 if self.sup.status.state.value == "crashed" else 0
-            self._print_snippet()
             await self._main_loop()
             return 1 if self.sup.status.state.value == "crashed" else 0
         finally:
@@ -85,6 +96,9 @@ class ServeSession:
     def _on_status(self, status) -> None:
         if status.phase and status.phase != self._last_phase and status.state.value == "starting":
             self.say(f"  [{time.monotonic() - self._t0:6.1f}s] {status.phase}")
+        elif self.stay and status.state.value in ("stopped", "crashed") and self._last_phase:
+            self.say(f"engine {status.state.value} ({status.stop_reason or 'stopped'})"
+                     + (f": {status.error}" if status.error else ""))
         self._last_phase = status.phase
 
     async def _start(self) -> bool:
@@ -129,21 +143,25 @@ class ServeSession:
             self.say(f"full log: {self.sup.log_path}")
 
     async def _main_loop(self) -> None:
-        """Tick hooks until a stop is requested or the engine exits on its own."""
-        while not self._stop.is_set() and self.sup.status.state.value == "ready":
+        """Tick hooks until a stop is requested or (unless staying) the engine exits on its own."""
+        while not self._stop.is_set() and (self.stay or self._holds or self.sup.status.state.value == "ready"):
             for hook in list(self.on_tick):
                 result = hook(self)
                 if inspect.isawaitable(result):
                     await result
             await self._sleep_or_wake(self.tick)
         st = self.sup.status
+        if self.stay:
+            return
         if st.state.value == "crashed":
             self._report_failure(f"engine crashed: {st.error}", st.hint)
         elif st.state.value == "stopped" and not self._stop.is_set():
             self.say(f"engine exited on its own: {st.error or st.stop_reason}")
 
     async def _sleep_or_wake(self, seconds: float) -> None:
-        waits = [asyncio.create_task(self._stop.wait()), asyncio.create_task(self.sup.wait_exit())]
+        waits = [asyncio.create_task(self._stop.wait())]
+        if not (self.stay or self._holds):  # otherwise no engine may run: wait_exit returns at once
+            waits.append(asyncio.create_task(self.sup.wait_exit()))
         try:
             await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -155,11 +173,6 @@ class ServeSession:
         if self.sup.attached:
             await self.sup.stop(self.stop_reason or "user")
             self.say(f"left the server at {st.base_url} running (attached)")
-        elif self.keep_engine and st.state.value == "ready":
-            pid = self.sup.detach()
-            self.say(f"engine left running (--keep-engine): pid {pid}, {st.base_url}")
-            self.say(f"  stop it with: kill -TERM -- -{pid}   (its whole process group)")
-            self.say(f"  log: {self.sup.log_path}")
         elif st.running:
             t0 = time.monotonic()
             self.say(f"stopping engine ({self.stop_reason or 'error'})...")
@@ -193,8 +206,7 @@ class ServeSession:
         self.say(f'  python   : OpenAI(base_url="{st.base_url}/v1", api_key={key_expr})')
         if sup.log_path and not sup.attached:
             self.say(f"  engine log: {sup.log_path}")
-        action = "detach (--keep-engine)" if self.keep_engine else (
-            "leave the server running" if sup.attached else "stop the engine")
+        action = "leave the server running" if sup.attached else "stop the engine"
         self.say(f"Ctrl+C to {action}.")
 
 
