@@ -214,3 +214,17 @@ def test_systemd_unit():
 def test_no_guard_client_error():
     with pytest.raises(NoGuard):
         GuardClient(kind="sim").state()
+
+
+def test_batch_uses_the_guards_engine_and_holds_it_alive(port, tmp_path):
+    with detached_guard(port, "--idle-timeout", "5m") as g:
+        engine = g.state()["engine"]["pid"]
+        src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+        src.write_text("".join(json.dumps({"id": i, "prompt": f"hi {i}", "max_tokens": 8}) + "\n" for i in range(3)))
+        done = qwentui("batch", str(src), "-o", str(out), "--demo", "--port", str(port), timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "using the guard's engine" in done.stderr + done.stdout
+        assert len(out.read_text().splitlines()) == 3
+        state = g.state()
+        assert state["engine"]["state"] == "ready" and state["engine"]["pid"] == engine  # left running
+        assert state["idle"]["last_activity"] in ("batch", "API request")

@@ -53,6 +53,7 @@ class EngineHandle:
     owned: bool  # started by this batch: stop it after
     supervisor: Any = None
     started_at: float | None = None
+    guard: Any = None  # GuardClient when the running guard's engine is used
 
     @property
     def simulated(self) -> bool:
@@ -94,6 +95,14 @@ async def acquire_engine(cfg: Config, attach: str | None, say: Callable[[str], A
     """Attach to `attach`, reuse an engine already ready on the configured port, or start one."""
     if attach:
         return await _attach(cfg, attach, "attached")
+    from qwentui.runtime.client import GuardClient
+
+    guard = GuardClient(kind=cfg.engine.kind)
+    if await asyncio.to_thread(guard.alive):  # the guard's engine: one engine per GPU, kept alive meanwhile
+        found = await asyncio.to_thread(guard.engine_ready, cfg.engine.startup_timeout)
+        say(f"using the guard's engine at {found['base_url']} (the guard keeps running it)")
+        return EngineHandle(found["base_url"], found["api_key"], found["model"], "guard", owned=False,
+                            guard=guard)
     url = f"http://{_connect_host(cfg.engine.host)}:{cfg.engine.port}"
     if await _answers_ready(url, cfg.engine.api_key):
         say(f"using the engine already running at {url} (it is left running)")
@@ -281,12 +290,15 @@ class BatchJob:
         printer = ProgressPrinter(self.err, tty=self.tty, price=book.price, currency=book.currency,
                                   cost=book.cost)
         ticker = asyncio.create_task(self._tick(printer, book))
+        lease = asyncio.create_task(engine.guard.hold_activity()) if engine.guard is not None else None
         self._batch_running = True
         try:
             result = await self.runner.run()
         finally:
             self._batch_running = False
             ticker.cancel()
+            if lease is not None:
+                lease.cancel()
             printer.done(self.runner.progress())
             await sender.aclose()
             await cache.aclose()

@@ -97,6 +97,41 @@ class GuardClient:
     def command(self, name: str, body: dict | None = None) -> dict[str, Any]:
         return self._call("POST", f"/{name}", body or {})
 
+    def connect_info(self) -> dict[str, Any]:
+        return self._call("GET", "/connect")
+
+    def engine_ready(self, timeout: float) -> dict[str, Any]:
+        """Start the guard's engine when it is not running and wait until it is ready;
+        returns `/connect`. QwentuiError when it crashes or stays not ready."""
+        deadline = time.monotonic() + timeout
+        engine = self.state()["engine"]
+        if engine["state"] in ("stopped", "crashed"):
+            self.command("engine/start")
+        while engine["state"] != "ready":
+            if time.monotonic() > deadline:
+                raise QwentuiError(f"the guard's engine is not ready after {timeout:g}s ({engine['state']})")
+            time.sleep(0.2)
+            engine = self.state()["engine"]
+            if engine["state"] == "crashed":
+                raise QwentuiError(f"the guard's engine crashed: {engine.get('error') or 'see its log'}")
+        return self.connect_info()
+
+    async def hold_activity(self, source: str = "batch", every: float = 20.0) -> None:
+        """Keep an activity lease (batch running) until cancelled; then release it."""
+        import asyncio
+
+        try:
+            while True:
+                await asyncio.to_thread(self.command, "activity", {"source": source, "seconds": 3 * every})
+                await asyncio.sleep(every)
+        except QwentuiError:
+            return  # the guard went away: nothing to hold
+        finally:
+            try:
+                await asyncio.shield(asyncio.to_thread(self.command, "activity", {"source": source, "seconds": 0}))
+            except (QwentuiError, asyncio.CancelledError):
+                pass
+
     def stop_guard(self, reason: str = "user") -> dict[str, Any]:
         return self._call("POST", "/guard/stop", {"reason": reason}, any_version=True)
 
