@@ -42,7 +42,44 @@ def isolated_dirs(tmp_path, monkeypatch):
         if name.startswith("QWENTUI_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("NO_COLOR", "1")
-    return tmp_path
+    yield tmp_path
+    _end_guards()
+
+
+def _end_guards() -> None:
+    """A guard started by a test (directly or by a console) never outlives it."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    from qwentui.runtime.place import holder_pid, place
+
+    pids = [pid for pid in (holder_pid(place(kind)) for kind in ("sim", "sglang")) if pid]
+    procs = []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            procs += [proc, *proc.children(recursive=True)]
+            os.kill(pid, signal.SIGTERM)
+        except (psutil.Error, ProcessLookupError):
+            continue
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_running(p) for p in procs):
+        time.sleep(0.05)
+    for proc in procs:
+        if _running(proc):
+            proc.kill()
+
+
+def _running(proc) -> bool:
+    import psutil
+
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 _real_connect = socket.socket.connect

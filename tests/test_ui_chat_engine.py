@@ -40,9 +40,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-async def test_demo_starts_the_simulator_chats_and_quit_stops_it(monkeypatch, port):
+async def test_demo_starts_a_guard_chats_and_quit_stops_engine_and_guard(monkeypatch, port):
     _fast_sim_config(monkeypatch, port)
-    app, supervisor = console.build(_args("--demo"))
+    app = await console.build(_args("--demo"))
+    supervisor = app.supervisor
+    guard = app.runtime.guard_pid
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_until(pilot, lambda: supervisor.status.state is EngineState.READY, timeout=30)
         await wait_until(pilot, lambda: not app.chat.prompt.disabled)
@@ -59,15 +61,20 @@ async def test_demo_starts_the_simulator_chats_and_quit_stops_it(monkeypatch, po
         await pilot.press("ctrl+q")
         await pilot.pause()
         assert isinstance(app.screen, QuitDialog)
-        assert app.screen.query_one("#keep").disabled  # started without --keep-engine
+        assert "idle stop armed (stops in" in str(app.screen.query_one("#keep-note").render())
         await pilot.press("s")
-        await wait_until(pilot, lambda: supervisor.status.state is EngineState.STOPPED, timeout=15)
-    assert supervisor.status.stop_reason == "user" and not _alive(pid)
+        await wait_until(pilot, lambda: not app.is_running, timeout=15)
+    await app.runtime.close()
+    deadline = asyncio.get_running_loop().time() + 20
+    while (_alive(pid) or _alive(guard)) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+    assert not _alive(pid) and not _alive(guard)
 
 
 async def test_quit_dialog_cancel_keeps_the_app(monkeypatch, port):
     _fast_sim_config(monkeypatch, port)
-    app, supervisor = console.build(_args("--demo"))
+    app = await console.build(_args("--demo"))
+    supervisor = app.supervisor
     async with app.run_test() as pilot:
         await wait_until(pilot, lambda: supervisor.status.state is EngineState.READY, timeout=30)
         await pilot.press("ctrl+q")
@@ -77,13 +84,14 @@ async def test_quit_dialog_cancel_keeps_the_app(monkeypatch, port):
         assert app.is_running and not isinstance(app.screen, QuitDialog)
         assert supervisor.status.state is EngineState.READY
         await supervisor.stop("user")
-        await wait_until(pilot, lambda: "stopped" in str(app.chat.query_one("#blocked").render()))
+        await wait_until(pilot, lambda: "stopped" in str(app.chat.query_one("#blocked").render()), timeout=15)
         assert app.chat.prompt.disabled
+    await app.runtime.close()
 
 
 async def test_attach_chats_with_a_running_server_and_never_stops_it():
     with running_sim() as sim:
-        app, supervisor = console.build(_args("--attach", sim.base_url + "/v1"))
+        app = await console.build(_args("--attach", sim.base_url + "/v1"))
         async with app.run_test() as pilot:
             await wait_until(pilot, lambda: "ATTACHED" in str(app.header.render()), timeout=15)
             assert "SIMULATED" in str(app.header.render())  # the attached server is our simulator
@@ -97,7 +105,7 @@ async def test_attach_chats_with_a_running_server_and_never_stops_it():
 
 
 async def test_attach_unreachable_shows_why_and_keeps_running(port):
-    app, supervisor = console.build(_args("--attach", f"http://127.0.0.1:{port}"))
+    app = await console.build(_args("--attach", f"http://127.0.0.1:{port}"))
     async with app.run_test() as pilot:
         await wait_until(pilot, lambda: "cannot reach" in str(app.chat.query_one("#blocked").render()),
                          timeout=15)
@@ -106,16 +114,15 @@ async def test_attach_unreachable_shows_why_and_keeps_running(port):
 
 def test_bad_attach_url_is_a_usage_error():
     with pytest.raises(UsageError, match="--attach needs an http"):
-        console.build(_args("--attach", "ftp://example"))
+        asyncio.run(console.build(_args("--attach", "ftp://example")))
     assert cli.main(["--attach", "not a url"]) == 2
 
 
 class FakeSupervisor:
-    """The supervisor surface the app uses (status, start, stop, detach)."""
+    """The supervisor surface the app uses (status, start, stop)."""
 
-    def __init__(self, status: EngineStatus, *, keep_engine: bool = False) -> None:
+    def __init__(self, status: EngineStatus) -> None:
         self.status = status
-        self.keep_engine = keep_engine
         self.base_url, self.api_key, self.served_model = status.base_url, "", status.model
         self.calls: list[str] = []
 
@@ -129,26 +136,18 @@ class FakeSupervisor:
         self.calls.append(f"stop:{reason}")
         self.status = dataclasses.replace(self.status, state=EngineState.STOPPED, stop_reason=reason)
 
-    def detach(self) -> int:
-        if not self.keep_engine:
-            raise QwentuiError("start it with --keep-engine")
-        self.calls.append("detach")
-        return 4242
 
-
-async def test_autostart_from_stopped_and_keep_engine_on_quit():
+async def test_autostart_from_stopped_and_quit_without_a_guard_asks_nothing():
     stopped = dataclasses.replace(READY, state=EngineState.STOPPED, phase="")
-    sup = FakeSupervisor(stopped, keep_engine=True)
-    app = make_app(Config(), supervisor=sup, client=ScriptedServer().client(), keep_engine=True)
+    sup = FakeSupervisor(stopped)
+    app = make_app(Config(), supervisor=sup, client=ScriptedServer().client())
     async with app.run_test() as pilot:
         await wait_until(pilot, lambda: not app.chat.prompt.disabled)
         assert sup.calls == ["start"]
         await pilot.press("ctrl+q")
         await pilot.pause()
-        assert not app.screen.query_one("#keep").disabled
-        await pilot.press("k")
-        await pilot.pause()
-    assert sup.calls == ["start", "detach"] and app.kept_pid == 4242
+        assert not app.is_running
+    assert sup.calls == ["start"]
 
 
 async def test_no_autostart_leaves_engine_stopped_and_palette_starts_it():
@@ -177,18 +176,26 @@ def test_blocked_reasons_are_readable():
     assert blocked_reason(stopping) == "engine stopping…"
 
 
-async def test_console_stops_the_engine_however_the_app_ends(monkeypatch, port):
+async def test_the_guards_engine_outlives_the_console_however_it_ends(monkeypatch, port):
     """E.g. the terminal closes (SIGHUP) and the app exits without the quit dialog."""
     _fast_sim_config(monkeypatch, port)
-    app, supervisor = console.build(_args("--demo"))
+    args = _args("--demo")
     pids = []
 
-    async def run_headless():
-        async with app.run_test() as pilot:
-            await wait_until(pilot, lambda: supervisor.status.state is EngineState.READY, timeout=30)
-            pids.append(supervisor.status.pid)
-            app.exit()
+    async def run_headless(self):
+        async with self.run_test() as pilot:
+            await wait_until(pilot, lambda: self.supervisor.status.state is EngineState.READY, timeout=30)
+            pids.append(self.supervisor.status.pid)
+            _on_signal(self)
 
-    monkeypatch.setattr(app, "run_async", run_headless)
-    await console._run(app, supervisor)
-    assert supervisor.status.state is EngineState.STOPPED and not _alive(pids[0])
+    from qwentui.commands.console import _on_signal
+    from qwentui.ui.app import QwentuiApp
+
+    monkeypatch.setattr(QwentuiApp, "run_async", run_headless)
+    monkeypatch.setattr("qwentui.ui.shutdown.arm_exit_deadline", lambda *a, **k: None)
+    app = await console._run(args)
+    assert app.exit_reason == "signal" and _alive(pids[0])
+    from qwentui.runtime.client import GuardClient
+
+    state = GuardClient(kind="sim").state()
+    assert state["engine"]["state"] == "ready" and state["engine"]["pid"] == pids[0]

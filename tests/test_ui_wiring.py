@@ -7,11 +7,14 @@ from __future__ import annotations
 import dataclasses
 import sys
 
+import psutil
+
 from qwentui import cli
 from qwentui.commands import console
 from qwentui.config import Config, IdleConfig
 from qwentui.cost.ledger import Ledger, path_for
 from qwentui.engine.status import EngineState
+from qwentui.runtime.client import GuardClient
 from qwentui.runtime.core import Runtime
 from qwentui.ui.app import make_app
 from qwentui.ui.widgets.cost import CostPane
@@ -21,14 +24,15 @@ from tests.test_runtime import FakeSupervisor
 from tests.test_ui_chat import wait_until
 
 
-def _demo(monkeypatch, port: int, timeout: str = "4s", warn: str = "2s"):
+async def _demo(monkeypatch, port: int, timeout: str = "4s", warn: str = "2s"):
     monkeypatch.setenv("QWENTUI_ENGINE_EXTRA_ARGS", '["--sim-cold-start", "0.2s", "--sim-tokens-per-s", "3000"]')
     monkeypatch.setenv("QWENTUI_ENGINE_PORT", str(port))
     monkeypatch.setenv("QWENTUI_ENGINE_STOP_GRACE", "2s")
     monkeypatch.setenv("QWENTUI_IDLE_TIMEOUT", timeout)
     monkeypatch.setenv("QWENTUI_IDLE_WARN_BEFORE", warn)
     monkeypatch.setenv("QWENTUI_COST_PRICE_PER_HOUR", "3.6")
-    app, sup = console.build(cli.build_parser().parse_args(["--demo"]))
+    app = await console.build(cli.build_parser().parse_args(["--demo"]))
+    sup = app.supervisor
     bells: list[int] = []
     app.bell = lambda: bells.append(1)
     return app, sup, bells
@@ -47,7 +51,7 @@ async def _chat(pilot, app, text: str) -> None:
 
 
 async def test_panes_header_warning_snooze_stop_now_and_restart_keep_the_chat(monkeypatch, port):
-    app, sup, bells = _demo(monkeypatch, port)
+    app, sup, bells = await _demo(monkeypatch, port)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: sup.status.state is EngineState.READY, timeout=30)
         await wait_until(pilot, lambda: not app.chat.prompt.disabled)
@@ -55,7 +59,7 @@ async def test_panes_header_warning_snooze_stop_now_and_restart_keep_the_chat(mo
         await wait_until(pilot, lambda: app.query_one("#gpu", GpuPane).snapshot is not None
                          and app.query_one("#cost", CostPane).snapshot is not None, timeout=5)
         await wait_until(pilot, lambda: "¥3.6/h · session" in _header(app) and "stop in" in _header(app))
-        assert app.runtime.meter.session_id is not None
+        assert GuardClient(kind="sim").state()["snapshot"]["cost"]["session_id"] is not None  # the guard's row
         await wait_until(pilot, lambda: isinstance(app.screen, IdleWarning), timeout=10)
         assert bells == [1] and "idle stop in" in _header(app)
         await pilot.press("s")  # snooze
@@ -73,13 +77,17 @@ async def test_panes_header_warning_snooze_stop_now_and_restart_keep_the_chat(mo
         assert [t.content for t in app.chat.conversation.turns][0] == "hello"  # the chat stays
         await _chat(pilot, app, "again")
         assert len(app.chat.conversation.turns) == 4
+        guard = app.runtime.guard_pid
+        await app.runtime.stop_guard()
+        await wait_until(pilot, lambda: not psutil.pid_exists(guard) or
+                         psutil.Process(guard).status() == psutil.STATUS_ZOMBIE, timeout=20)
         await app.runtime.close("user")
     with Ledger(path_for("sim"), read_only=True) as ledger:
         assert [r.stop_reason for r in ledger.sessions()] == ["idle", "user"]
 
 
 async def test_escape_keeps_counting_then_it_stops_itself_and_disable_after_restart(monkeypatch, port):
-    app, sup, bells = _demo(monkeypatch, port, timeout="3s", warn="2s")
+    app, sup, bells = await _demo(monkeypatch, port, timeout="3s", warn="2s")
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, IdleWarning), timeout=30)
         await pilot.press("escape")

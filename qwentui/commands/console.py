@@ -1,9 +1,9 @@
-"""`qwentui` with no subcommand: start (or attach to) the engine and open the console.
+"""`qwentui` with no subcommand: attach the console to this state dir's guard (starting one
+in the background when none runs), or to a server qwentui did not start (`--attach URL`).
 
-SIGTERM, SIGHUP (a dropped SSH session) and a SIGINT sent with kill end the app like a
-quit: the engine is stopped (unless it was handed over with --keep-engine) and the
-ledger row is closed with stop reason "signal". Ctrl+C typed in the app is a key
-(stop generating), not a signal.
+The engine, idle watchdog and bill belong to the guard, so SIGTERM, SIGHUP (a dropped
+SSH session), a closed terminal or kill -9 of the console end only the console: the
+guard goes on and stops an idle engine on time. Only "Stop engine & quit" stops it.
 """
 
 from __future__ import annotations
@@ -16,51 +16,67 @@ import sys
 SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
-def build(args: argparse.Namespace):
-    """The app and its supervisor for these args (bad config/flags raise UsageError here)."""
+async def open_guard(args: argparse.Namespace, cfg, *, start: bool = True):
+    """A GuardLink to this state dir's guard; starts a detached guard first when none runs."""
+    from qwentui.runtime.client import AsyncGuardClient, GuardClient
+    from qwentui.runtime.detach import guard_argv, start_detached
+    from qwentui.runtime.link import GuardLink
+    from qwentui.runtime.place import place
+
+    where = place(cfg.engine.kind)
+    if start and not await asyncio.to_thread(GuardClient(where).alive):
+        await asyncio.to_thread(start_detached, guard_argv(args, cfg.engine.kind), where)
+    return await GuardLink.open(AsyncGuardClient(where))
+
+
+async def build(args: argparse.Namespace):
+    """The app for these args (bad config/flags raise UsageError here)."""
     from qwentui import cli
-    from qwentui.engine import Supervisor
-    from qwentui.runtime.core import Runtime
     from qwentui.ui.app import make_app
 
     cfg = cli.load_config(args)
-    keep = bool(getattr(args, "keep_engine", False))
     if getattr(args, "attach", None):
+        from qwentui.engine import Supervisor
+        from qwentui.runtime.core import Runtime
+
         supervisor = Supervisor.attach(args.attach, cfg.engine.api_key, cfg=cfg)
-    else:
-        supervisor = Supervisor(cfg, keep_engine=keep)
-    runtime = Runtime(cfg, supervisor)
-    return make_app(cfg, supervisor=supervisor, keep_engine=keep, runtime=runtime), supervisor
+        return make_app(cfg, supervisor=supervisor, runtime=Runtime(cfg, supervisor))
+    link = await open_guard(args, cfg)
+    return make_app(cfg, supervisor=link.engine, runtime=link, reconnect=lambda: open_guard(args, cfg))
 
 
 def _on_signal(app) -> None:
+    from qwentui.ui.shutdown import arm_exit_deadline
+
     app.exit_reason = "signal"
+    arm_exit_deadline(code=1)  # the terminal may be gone: teardown gets a few seconds, no more
     app.exit()
 
 
-async def _run(app, supervisor) -> int | None:
+async def _run(args: argparse.Namespace):
+    from qwentui.ui.shutdown import EXIT_DEADLINE_S, arm_exit_deadline
+
+    app = await build(args)
+    app.exit_deadline = EXIT_DEADLINE_S
     loop = asyncio.get_running_loop()
     for sig in SIGNALS:
         loop.add_signal_handler(sig, _on_signal, app)
     try:
         await app.run_async()
     finally:
-        try:
-            # However the app ended, an engine we own and did not hand over must not outlive us.
-            if app.runtime is not None:
-                await app.runtime.close(app.exit_reason)
-            if supervisor.status.running and not supervisor.attached:
-                await supervisor.stop(app.exit_reason)
-        finally:
-            for sig in SIGNALS:
-                loop.remove_signal_handler(sig)
-    return app.return_code
+        arm_exit_deadline()  # a dead terminal must never hold the process
+        for sig in SIGNALS:
+            loop.remove_signal_handler(sig)
+        if app.runtime is not None:
+            await asyncio.wait_for(app.runtime.close(app.exit_reason), 10.0)
+    return app
 
 
 def run(args: argparse.Namespace) -> int:
-    app, supervisor = build(args)
-    code = asyncio.run(_run(app, supervisor))
-    if app.kept_pid is not None:
-        print(f"qwentui: engine left running (pid {app.kept_pid}) at {supervisor.base_url}; "
-              f"stop it with: kill -TERM -- -{app.kept_pid}", file=sys.stderr)
-    return int(code or 0)
+    from qwentui.ui.shutdown import exited_cleanly
+
+    app = asyncio.run(_run(args))
+    exited_cleanly()
+    if app.farewell:
+        print(f"qwentui: {app.farewell}", file=sys.stderr)
+    return int(app.return_code or 0)

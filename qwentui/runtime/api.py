@@ -8,6 +8,7 @@
     POST /idle/snooze | /idle/disable | /idle/enable | /idle/stop-now
     POST /engine/start | /engine/stop | /engine/restart
     POST /activity         {"source": "batch", "seconds": 60}: activity lease
+    POST /cache/hit        {"saved_tokens": N}: a console's prompt-cache hit, for the ledger
     POST /guard/stop
 
 Every response carries `X-Qwentui-Version`. A peer whose uid is not ours (SO_PEERCRED)
@@ -95,7 +96,7 @@ def _sse(kind: str, data: Any) -> bytes:
 
 
 COMMANDS = ("idle/snooze", "idle/disable", "idle/enable", "idle/stop-now", "engine/start", "engine/stop",
-            "engine/restart", "activity", "guard/stop")
+            "engine/restart", "activity", "cache/hit", "guard/stop")
 
 
 def build_app(control: Control, hub: EventHub) -> Starlette:

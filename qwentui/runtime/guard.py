@@ -69,6 +69,12 @@ class Guard:
 
     async def run(self) -> int:
         self.lock.acquire()
+        if self._start:
+            try:
+                self.sup.check()  # bad input (port in use, no SGLang) fails before the guard answers
+            except BaseException:
+                self.lock.release()
+                raise
         try:
             sock = bind_socket(self.where.socket)
         except OSError as exc:
@@ -215,6 +221,13 @@ class Guard:
         else:
             self._leases[source] = time.monotonic() + seconds
             self.runtime.hold(source, 1)
+        return {"ok": True}
+
+    def _cmd_cache_hit(self, body: dict) -> dict:
+        saved = body.get("saved_tokens", 0)
+        if not isinstance(saved, int) or isinstance(saved, bool) or saved < 0:
+            return {"ok": False, "error": "saved_tokens must be a whole number"}
+        self.runtime.cache_hit(saved)
         return {"ok": True}
 
     def _cmd_engine_start(self, body: dict) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +27,7 @@ from textual.widget import Widget
 from qwentui.chat.client import ChatClient
 from qwentui.config import Config
 from qwentui.errors import QwentuiError
+from qwentui.idle.watchdog import clock_text
 from qwentui.ui.widgets.layout import (HORIZONTAL_BREAKPOINTS, VERTICAL_BREAKPOINTS, KeyFooter, PaneTabs,
                                        TooSmall)
 from qwentui.ui.screens.operator import OPERATOR_BINDINGS, OperatorActions, SideColumn
@@ -67,20 +68,22 @@ class QwentuiApp(OperatorActions, RuntimeWiring, App):
         status: Any
 
     def __init__(self, cfg: Config, *, supervisor: Any = None, client: ChatClient | None = None,
-                 clock: Callable[[], float] | None = None, status: Any = None, keep_engine: bool = False,
-                 runtime: Any = None) -> None:
+                 clock: Callable[[], float] | None = None, status: Any = None, runtime: Any = None,
+                 reconnect: Callable[[], Awaitable[Any]] | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.supervisor = supervisor
-        self.runtime = runtime  # qwentui.runtime.core.Runtime: telemetry, cost, idle watchdog
-        self.exit_reason = "user"  # the ledger's stop reason when the app ends ("signal", ...)
+        self.supervisor = supervisor  # an EngineControl: the guard's engine, or an attached server
+        # The guard's GuardLink (or, attached to a foreign server, a local Runtime with the watchdog off)
+        self.runtime = runtime
+        self.reconnect = reconnect  # a new GuardLink (starting a guard) after the guard died
+        self.exit_reason = "user"  # why the app ends ("signal", ...)
+        self.exit_deadline: float | None = None  # the CLI sets it: teardown may not outlast it
+        self.farewell = ""  # one line printed after the app ended
         self.init_wiring()
         self._client = client
         self._owns_client = client is None
         self.clock = clock or time.monotonic
         self._initial_status = status
-        self.keep_engine = keep_engine
-        self.kept_pid: int | None = None  # engine handed over on quit ("keep it running")
 
     def compose(self) -> ComposeResult:
         chat = self.cfg.chat
@@ -257,26 +260,53 @@ class QwentuiApp(OperatorActions, RuntimeWiring, App):
 
         self.push_screen(SaveDialog(title, default, text), done)
 
+    def exit(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        if self.exit_deadline is not None:
+            from qwentui.ui.shutdown import arm_exit_deadline
+
+            arm_exit_deadline(self.exit_deadline)
+        super().exit(*args, **kwargs)
+
+    @property
+    def guarded(self) -> bool:
+        """True when a guard owns the engine (not attached to a foreign server)."""
+        return hasattr(self.runtime, "stop_guard")
+
     async def action_quit(self) -> None:
         status = self.engine_status
         running = state_name(status) in ("starting", "ready", "stopping")
-        if not self._owns_engine() or not running:
+        if not self.guarded or not running:
             self.exit()
             return
         detail = f"{getattr(status, 'model', '')} at {getattr(status, 'base_url', '')}"
-        self.push_screen(QuitDialog(detail, can_keep=self.keep_engine), self._quit_choice)
+        self.push_screen(QuitDialog(detail, keep_note=self._keep_note()), self._quit_choice)
+
+    def _keep_note(self) -> str:
+        snap = getattr(self.runtime, "latest", None)
+        left = snap.idle.seconds_left if snap is not None else None
+        if snap is None or snap.idle.state.value in ("disabled", "done"):
+            return "the guard keeps it running with the idle stop off: 'qwentui stop' ends it"
+        when = f"stops in {clock_text(left, up=True)}" if left is not None else "stops once idle"
+        return f"the guard keeps it running with the idle stop armed ({when})"
 
     def _quit_choice(self, choice: str | None) -> None:
         if choice == "stop":
-            self.notify("Stopping the engine…", timeout=10)
-            self.stop_engine(then_exit=True)
+            self.notify("Stopping the engine and the guard…", timeout=10)
+            self.run_worker(self._stop_guard_and_exit(), group="engine", exclusive=True, exit_on_error=False,
+                            description="stop guard")
         elif choice == "keep":
-            try:
-                self.kept_pid = self.supervisor.detach()
-            except QwentuiError as exc:
-                self.notify(exc.message, title="Cannot keep the engine", severity="error", timeout=8)
-                return
+            self.farewell = (f"{self._keep_note()}; 'qwentui' attaches again, 'qwentui status' shows it, "
+                             "'qwentui stop' ends it")
             self.exit()
+
+    async def _stop_guard_and_exit(self) -> None:
+        try:
+            await self.runtime.stop_guard()
+            self.farewell = "the guard is stopping the engine and itself ('qwentui status' shows when it is gone)"
+        except QwentuiError as exc:
+            self.notify(exc.message, title="Could not stop the guard", severity="error", timeout=10)
+            return
+        self.exit()
 
     # ------------------------------------------------------------------ palette
 
@@ -314,9 +344,9 @@ class QwentuiApp(OperatorActions, RuntimeWiring, App):
 
 
 def make_app(cfg: Config, *, supervisor: Any = None, client: ChatClient | None = None,
-             clock: Callable[[], float] | None = None, status: Any = None,
-             keep_engine: bool = False, runtime: Any = None) -> QwentuiApp:
+             clock: Callable[[], float] | None = None, status: Any = None, runtime: Any = None,
+             reconnect: Callable[[], Awaitable[Any]] | None = None) -> QwentuiApp:
     """Build the app. `supervisor` drives the header and engine actions; without one,
     `status` is a fixed engine snapshot (None = an engine qwentui does not manage)."""
     return QwentuiApp(cfg, supervisor=supervisor, client=client, clock=clock, status=status,
-                      keep_engine=keep_engine, runtime=runtime)
+                      runtime=runtime, reconnect=reconnect)

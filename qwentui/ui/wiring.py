@@ -49,13 +49,54 @@ class RuntimeWiring:
         if rt is None:
             return
         self.mount_side(GpuPane(id="gpu"), CostPane(id="cost"))
+        self._follow_runtime()
+
+    def _follow_runtime(self) -> None:
+        rt = self.runtime
         rt.on_snapshot = self._on_runtime_snapshot
-        rt.on_message = lambda text: self.notify(text, title="Idle watchdog", timeout=8)
+        rt.on_message = lambda text: self.notify(text, title="Guard", timeout=8)
         rt.on_action_done = self._on_action_done
         rt.confirm = self._confirm_poweroff
+        if hasattr(rt, "on_gone"):
+            rt.on_gone = self._guard_gone
         if rt.ledger_error and not rt.attached:
             self.notify(rt.ledger_error, title="Cost ledger", severity="warning", timeout=10)
         self.run_worker(self._run_runtime(), group="runtime", exit_on_error=False, description="runtime")
+
+    # ------------------------------------------------------------------ the guard
+
+    def _guard_gone(self, why: str) -> None:
+        """The guard went away under us: say so, keep the chat, offer a new guard."""
+        if not self.is_running or self._exiting_guard():
+            return
+        from qwentui.ui.dialogs.confirm import ConfirmDialog
+
+        self.notify(f"The guard is gone ({why}). The chat stays.", title="Guard", severity="error", timeout=15)
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self._new_guard(), group="engine", exclusive=True, exit_on_error=False,
+                                description="start a guard")
+
+        self.push_screen(ConfirmDialog("The guard (engine, idle stop, bill) is gone. Start a new guard? "
+                                       "The chat stays.", "Start guard"), answer)
+
+    def _exiting_guard(self) -> bool:
+        return bool(getattr(self, "_return_code", None) is not None or self.farewell)
+
+    async def _new_guard(self) -> None:
+        if self.reconnect is None:
+            return
+        self.notify("Starting a new guard…", timeout=4)
+        try:
+            link = await self.reconnect()
+        except QwentuiError as exc:
+            self.notify(exc.hint or exc.message, title=f"Guard: {exc.message}"[:80], severity="error", timeout=10)
+            return
+        link.cache = self.runtime.cache
+        self.runtime, self.supervisor = link, link.engine
+        self._client, self._cached_client = None, None  # the engine may have moved
+        self._follow_runtime()
 
     async def _run_runtime(self) -> None:
         rt = self.runtime

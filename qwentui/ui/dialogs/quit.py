@@ -1,4 +1,5 @@
-"""Quitting states its choice: stop the engine and quit, keep it running, or cancel."""
+"""Quitting states its choice: stop the engine (and its guard) and quit, leave it running
+under the guard with the idle stop armed, or cancel."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from textual.widgets import Button, Label
 
 
 class QuitDialog(ModalScreen[str]):
-    """Quitting states its choice: 'stop' (engine and quit), 'keep' (engine runs on), 'cancel'."""
+    """Quitting states its choice: 'stop' (engine, guard, quit), 'keep' (it runs on), 'cancel'."""
 
     DEFAULT_CSS = """
     QuitDialog { align: center middle; }
@@ -22,14 +23,14 @@ class QuitDialog(ModalScreen[str]):
     """
     BINDINGS = [
         Binding("s", "choose('stop')", "Stop engine & quit", id="quit-stop"),
-        Binding("k", "choose('keep')", "Keep engine", id="quit-keep"),
+        Binding("k", "choose('keep')", "Leave running", id="quit-keep"),
         Binding("escape,c", "choose('cancel')", "Cancel", id="quit-cancel"),
     ]
 
-    def __init__(self, detail: str, *, can_keep: bool) -> None:
+    def __init__(self, detail: str, *, keep_note: str) -> None:
         super().__init__()
         self._detail = detail
-        self._can_keep = can_keep
+        self._keep_note = keep_note
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -37,17 +38,13 @@ class QuitDialog(ModalScreen[str]):
             yield Label(self._detail, classes="detail")
             with Horizontal():
                 yield Button("Stop engine & quit (s)", id="stop", variant="error")
-                yield Button("Keep running (k)", id="keep", variant="warning", disabled=not self._can_keep)
+                yield Button("Leave running (k)", id="keep", variant="warning")
                 yield Button("Cancel (esc)", id="cancel")
-            if not self._can_keep:
-                yield Label("To leave the engine running after quitting, start qwentui with --keep-engine.",
-                            classes="detail")
+            yield Label(f"Leave running: {self._keep_note}.", classes="detail", id="keep-note")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
         self.dismiss(event.button.id or "cancel")
 
     def action_choose(self, choice: str) -> None:
-        if choice == "keep" and not self._can_keep:
-            return
         self.dismiss(choice)
