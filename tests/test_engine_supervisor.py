@@ -270,6 +270,9 @@ async def test_keep_engine_detach_leaves_it_running_with_a_masked_log(port):
     pids = sup.pids()
     pid = sup.detach()
     assert pid == pids[0] and sup.status.attached and sup.pids() == []
+    relay = next(p for p in psutil.process_iter(["cmdline"]) if "qwentui.engine.relay" in " ".join(p.info["cmdline"] or []))
+    flags = int(open(f"/proc/{relay.pid}/fdinfo/0").read().split("flags:")[1].split()[0], 8)
+    assert not flags & os.O_NONBLOCK  # issue 16 #3: a shared non-blocking pipe made the relay's read fail
     await sup.stop()  # detached: not ours to stop
     try:
         assert psutil.pid_exists(pid) and not procs.port_free("127.0.0.1", port)

@@ -1,4 +1,4 @@
-"""`qwentui serve` as a real process: signals, SIGKILL (PDEATHSIG), --keep-engine, --attach, crash."""
+"""`qwentui serve` as a real process: signals, SIGKILL (PDEATHSIG), --attach, crash."""
 
 from __future__ import annotations
 
@@ -118,27 +118,6 @@ def test_sigkill_during_start_up_takes_the_engine_down(port):
         wait_gone(pids, 3.0)
     finally:
         serve.kill()
-
-
-@pytest.mark.slow
-def test_keep_engine_leaves_it_running(port):
-    serve = Serve("serve", "--demo", "--keep-engine", "--port", str(port))
-    pid = None
-    try:
-        serve.wait_for("Ctrl+C to detach")
-        serve.proc.send_signal(signal.SIGTERM)
-        assert serve.proc.wait(10) == 0
-        out = serve.output()
-        line = next(x for x in serve.lines if "engine left running" in x)
-        pid = int(line.split("pid ")[1].split(",")[0])
-        assert f"kill -TERM -- -{pid}" in out
-        time.sleep(0.3)
-        assert psutil.pid_exists(pid) and not procs.port_free("127.0.0.1", port)
-    finally:
-        serve.kill()
-        if pid:
-            os.killpg(pid, signal.SIGTERM)
-            wait_gone([pid], 10)
 
 
 @pytest.mark.slow

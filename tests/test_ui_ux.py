@@ -392,15 +392,15 @@ async def test_screens_replace_each_other_and_f2_returns_to_chat():
         assert len(app.screen_stack) == 1 and app.focused is app.chat.prompt
 
 
-async def test_quit_dialog_mentions_keep_engine():
+async def test_quit_dialog_says_what_leaving_it_running_means():
     from qwentui.ui.dialogs.quit import QuitDialog
 
     app = _app()
     async with app.run_test(size=(80, 24)) as pilot:
-        app.push_screen(QuitDialog("m at u", can_keep=False))
+        app.push_screen(QuitDialog("m at u", keep_note="the guard keeps it running (stops in 27:12)"))
         await pilot.pause()
         text = " ".join(str(w.render()) for w in app.screen.query("Label"))
-        assert "--keep-engine" in text
+        assert "Leave running: the guard keeps it running (stops in 27:12)." in text
         await pilot.press("f6")  # operator screens never open over a dialog
         assert isinstance(app.screen, QuitDialog)
         await pilot.press("escape")

@@ -414,6 +414,7 @@ class Supervisor:
             asyncio.get_running_loop().remove_reader(fd)
             for line in self._splitter.flush():
                 self._handle_line(line)
+            os.set_blocking(fd, True)  # O_NONBLOCK lives on the shared pipe: the relay reads blocking
             env = dict(os.environ, **{RELAY_SECRETS_ENV: self._api_key})
             subprocess.Popen([sys.executable, "-m", "qwentui.engine.relay", str(self.log_path)],
                              stdin=fd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
