@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 COUNTING = ("idle", "snoozed", "warning")  # idle states whose time is billed as idle
 PIDS_TTL = 10.0  # seconds between re-reads of the engine's process tree (a scan of /proc)
 QUIET_SAMPLE_S = 5.0  # a quiet engine's /metrics and host stats are read this often (Sampler.quiet_interval)
-SIM_GPU_CLASS = "T4"  # the demo's price: the cheapest class of the shipped price table
+SIM_GPU_CLASS = "T4"
+GUARD_GONE = "off: guard gone"  # a console's last snapshot after its guard went away  # the demo's price: the cheapest class of the shipped price table
 
 
 def state_of(status: Any) -> str:
@@ -70,6 +71,8 @@ class RuntimeSnapshot:
         """Header text: the countdown, what keeps the engine alive, or why the watchdog is off."""
         if self.watchdog.startswith("off: attached"):
             return "idle stop off (attached)"
+        if self.watchdog == GUARD_GONE:
+            return "no guard: nothing stops the engine"
         return self.idle.describe()
 
 

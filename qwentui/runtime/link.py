@@ -19,6 +19,7 @@ from typing import Any, Callable, Protocol
 from qwentui.engine.status import EngineState, EngineStatus
 from qwentui.errors import QwentuiError
 from qwentui.runtime.client import AsyncGuardClient
+from qwentui.runtime.core import GUARD_GONE
 from qwentui.runtime.wire import decode, decode_snapshot
 
 log = logging.getLogger(__name__)
@@ -157,9 +158,16 @@ class GuardLink:
                     break
         except QwentuiError as exc:
             why = exc.message
-        if not self._closed and self.on_gone is not None:
-            self._take_engine(dataclasses.replace(self.engine.status, state=EngineState.STOPPED, pid=None,
-                                                  error="the guard is gone", stop_reason="guard gone"))
+        if not self._closed:
+            self.gone(why)
+
+    def gone(self, why: str) -> None:
+        """The guard went away: the engine is lost to us, nothing watches it from here."""
+        if self.latest is not None:
+            self.latest = dataclasses.replace(self.latest, watchdog=GUARD_GONE)
+        self._take_engine(dataclasses.replace(self.engine.status, state=EngineState.STOPPED, pid=None,
+                                              phase="", error="the guard is gone", stop_reason="guard gone"))
+        if self.on_gone is not None:
             self.on_gone(why)
 
     def _take_state(self, state: dict[str, Any], publish: bool = False) -> None:

@@ -56,9 +56,10 @@ class QwentuiApp(OperatorActions, RuntimeWiring, App):
         Binding("ctrl+s", "save_answer", "Save", id="save-answer"),
         *OPERATOR_BINDINGS,  # F1 help, F2-F4 panes, F6 log, F7 client, F8 report, F9 theme, ctrl+g engine
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
-        Binding("f5", "restart_engine", "Restart engine", id="restart-engine", show=False),
+        Binding("f5", "restart_engine", "Restart engine", id="restart-engine", show=False,
+                tooltip="Restart the engine (the guard's); after the guard died: start a new guard"),
         Binding("f10", "snooze_idle", "Snooze idle", id="snooze-idle", key_display="F10", show=False, priority=True,
-                tooltip="Snooze the idle stop (push it back by the idle timeout)"),
+                tooltip="Snooze the guard's idle stop (push it back by the idle timeout)"),
     ]
 
     engine_status: reactive[Any] = reactive(None, always_update=True, init=False)

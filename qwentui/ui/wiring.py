@@ -78,8 +78,8 @@ class RuntimeWiring:
                 self.run_worker(self._new_guard(), group="engine", exclusive=True, exit_on_error=False,
                                 description="start a guard")
 
-        self.push_screen(ConfirmDialog("The guard (engine, idle stop, bill) is gone. Start a new guard? "
-                                       "The chat stays.", "Start guard"), answer)
+        self.push_screen(ConfirmDialog("The guard is gone. Start a new one? The chat stays.", "Start guard"),
+                         answer)
 
     def _exiting_guard(self) -> bool:
         return bool(getattr(self, "_return_code", None) is not None or self.farewell)
@@ -194,6 +194,8 @@ class RuntimeWiring:
     def blocked_text(self, status: Any) -> str:
         """Why the chat input is off; after an idle/budget stop: the one key that restarts."""
         reason = getattr(status, "stop_reason", None)
+        if reason == "guard gone":
+            return f"the guard is gone — press {RESTART_KEY.upper()} to start a new one (the chat stays)"
         if self.runtime is not None and state_of(status) == "stopped" and reason in AUTO_STOPS:
             return f"engine stopped ({reason}) — press {RESTART_KEY.upper()} to restart (the chat stays)"
         return blocked_reason(status)
@@ -260,6 +262,10 @@ class RuntimeWiring:
         """One key after an idle/budget stop (or any time): restart; the chat stays."""
         rt = self.runtime
         if rt is None or state_of(self.supervisor.status) in ("starting", "stopping"):
+            return
+        if getattr(self.supervisor.status, "stop_reason", None) == "guard gone":
+            self.run_worker(self._new_guard(), group="engine", exclusive=True, exit_on_error=False,
+                            description="start a guard")
             return
         self.notify("Starting the engine…", timeout=3)
         self.run_worker(self._restart(), group="engine", exclusive=True, exit_on_error=False,

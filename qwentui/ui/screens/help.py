@@ -71,6 +71,10 @@ class HelpScreen(OperatorScreen):
                 if rows:
                     yield Static(Text(title, style="bold"), classes="help-title")
                     yield Static(key_table(rows), classes="help-section")
+            yield Static(Text("The engine, idle stop and bill belong to the guard, a background process: "
+                              "closing this console (or losing SSH) leaves them running and watched; "
+                              "'qwentui' attaches again, 'qwentui status' / 'qwentui stop' reach the guard "
+                              "from a shell. F10, ctrl+g and F5 act through the guard.", style="dim"))
             yield Static(Text("Command palette (ctrl+p) has every action by name; screens list their "
                               "own keys in their footer.", style="dim"))
 
