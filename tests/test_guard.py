@@ -228,3 +228,15 @@ def test_batch_uses_the_guards_engine_and_holds_it_alive(port, tmp_path):
         state = g.state()
         assert state["engine"]["state"] == "ready" and state["engine"]["pid"] == engine  # left running
         assert state["idle"]["last_activity"] in ("batch", "API request")
+
+
+def test_place_falls_back_for_long_or_read_only_state_dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / ("x" * 90)))
+    long = place("sim")
+    assert long.dir != tmp_path and len(str(long.socket)) <= 100 and long.name == "guard-demo"
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_STATE_HOME", str(blocker / "state"))  # under a file: nothing can be created
+    ro = place("sglang")
+    assert not str(ro.socket).startswith(str(blocker)) and not str(ro.log).startswith(str(blocker))
+    assert place("sglang") == ro and place("sim").dir == ro.dir  # deterministic: clients find it

@@ -207,13 +207,12 @@ async def test_input_disabled_with_reason_until_engine_ready():
         assert "STARTING" in str(app.header.render()) and "SIMULATED" in str(app.header.render())
         await pilot.press(*"hi", "enter")
         assert server.bodies == []
-        app.set_engine_status(READY)
-        await wait_until(pilot, lambda: not app.chat.prompt.disabled)
-        assert app.chat.prompt.has_focus
+        app.engine_status = READY
+        await wait_until(pilot, lambda: not app.chat.prompt.disabled and app.chat.prompt.has_focus)
         await _send(pilot, "now")
         await wait_until(pilot, lambda: len(server.bodies) == 1)
         crashed = dataclasses.replace(READY, state=EngineState.CRASHED, error="CUDA out of memory")
-        app.set_engine_status(crashed)
+        app.engine_status = crashed
         await wait_until(pilot, lambda: app.chat.prompt.disabled)
         assert "engine crashed: CUDA out of memory" in str(app.chat.query_one("#blocked").render())
 

@@ -56,7 +56,9 @@ def _before(*keys: str, wait=None):
         app = pilot.app
         app.chat.prompt.cursor_blink = False
         await pilot.pause()
-        app.runtime.on_snapshot(dataclasses.replace(app.runtime.latest, seq=6))
+        link = app.runtime
+        link.latest = dataclasses.replace(link.latest, seq=6)  # what the guard's next event would bring
+        link.on_snapshot(link.latest)
         await wait_until(pilot, lambda: "stop in 27:12" in str(app.header.render()))
         if keys:
             await pilot.press(*keys)

@@ -152,8 +152,9 @@ class Runtime:
         try:
             opened = Ledger(path_for(self.cfg.engine.kind))
             opened.recover(stale_after=3 * self.cfg.cost.heartbeat)
-        except (LedgerError, LedgerDataError) as exc:
-            self.ledger_error = f"cost ledger unavailable: {exc.message}; this session is not recorded"
+        except (LedgerError, LedgerDataError, OSError) as exc:
+            why = exc.message if isinstance(exc, QwentuiError) else (exc.strerror or str(exc))
+            self.ledger_error = f"cost ledger unavailable: {why}; this session is not recorded"
             self._say(self.ledger_error)
             return None
         return opened

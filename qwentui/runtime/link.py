@@ -69,6 +69,19 @@ class GuardEngine:
         self._connect = connect
         self._log_path = Path(log_path) if log_path else None
         self._lines: deque[str] = deque(maxlen=LOG_KEEP)
+        self._listeners: list[Callable[[EngineStatus], Any]] = []
+
+    def subscribe(self, callback: Callable[[EngineStatus], Any]) -> Callable[[], None]:
+        """Call `callback(status)` on every change the guard reports; returns an unsubscribe."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
+
+    def _set(self, status: EngineStatus) -> None:
+        changed = status != self._status
+        self._status = status
+        if changed:
+            for listener in list(self._listeners):
+                listener(status)
 
     @property
     def status(self) -> EngineStatus:
@@ -180,7 +193,7 @@ class GuardLink:
             return  # stale (or repeated) snapshot
         self.latest = snap
         self.ledger_error = snap.ledger_error
-        self.engine._status = snap.engine
+        self.engine._set(snap.engine)
         if snap.telemetry is not None:
             history = self.sampler.history
             if not history or history[-1].seq != snap.telemetry.seq:
@@ -190,7 +203,7 @@ class GuardLink:
             self.on_snapshot(snap)
 
     def _take_engine(self, status: EngineStatus) -> None:
-        self.engine._status = status
+        self.engine._set(status)
         if self.latest is not None:
             self.latest = dataclasses.replace(self.latest, engine=status)
             if self.on_snapshot is not None:

@@ -61,6 +61,8 @@ def place(kind: str = "sglang") -> GuardPlace:
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     base = Path(runtime) / "qwentui" if runtime and _writable(Path(runtime)) else \
         Path(tempfile.gettempdir()) / f"qwentui-{os.getuid()}"
+    if not _writable(log.parent):
+        log = base / key / f"{name}.log"  # a read-only state dir: the guard still needs its log
     return GuardPlace(base / key, name, log)
 
 

@@ -38,8 +38,6 @@ from qwentui.ui.dialogs.save import SaveDialog
 from qwentui.ui.widgets.header import EngineHeader, state_name
 from qwentui.ui.wiring import RuntimeWiring
 
-STATUS_POLL_S = 0.25
-
 
 class QwentuiApp(OperatorActions, RuntimeWiring, App):
     CSS_PATH = "app.tcss"
@@ -85,6 +83,7 @@ class QwentuiApp(OperatorActions, RuntimeWiring, App):
         self._owns_client = client is None
         self.clock = clock or time.monotonic
         self._initial_status = status
+        self._unsubscribe: Callable[[], Any] | None = None
 
     def compose(self) -> ComposeResult:
         chat = self.cfg.chat
@@ -104,7 +103,7 @@ class QwentuiApp(OperatorActions, RuntimeWiring, App):
             self.notify(warning, title="Theme", severity="warning", timeout=8)
         self.engine_status = self.supervisor.status if self.supervisor else self._initial_status
         if self.supervisor is not None:
-            self.set_interval(STATUS_POLL_S, self._poll_status)
+            self.follow_engine(self.supervisor)
             attached = getattr(self.engine_status, "attached", False)
             if (self.cfg.engine.autostart or attached) and state_name(self.engine_status) == "stopped":
                 self.call_after_refresh(self.start_engine)  # first paint before the engine starts
@@ -113,6 +112,8 @@ class QwentuiApp(OperatorActions, RuntimeWiring, App):
         self.call_after_refresh(gc.freeze)  # start-up objects out of the GC: no long pauses while streaming
 
     async def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
         if self._client is not None and self._owns_client:
             await self._client.aclose()
 
@@ -130,16 +131,26 @@ class QwentuiApp(OperatorActions, RuntimeWiring, App):
 
     # ------------------------------------------------------------------ engine
 
-    def set_engine_status(self, status: Any) -> None:
-        """Supervisor `on_status` target; safe from any thread."""
+    def follow_engine(self, supervisor: Any) -> None:
+        """Drive the header and chat from `supervisor` (a new guard's engine replaces the old)."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self.supervisor = supervisor
+        if hasattr(supervisor, "subscribe"):  # one way in: a message per change, read when handled
+            self._unsubscribe = supervisor.subscribe(self._engine_changed)
+        self._sync_status()
+
+    def _engine_changed(self, status: Any) -> None:
+        """The engine's listener (supervisor or guard link); safe from any thread."""
         self.post_message(self.EngineStatusChanged(status))
 
     def on_qwentui_app_engine_status_changed(self, event: EngineStatusChanged) -> None:
-        self.engine_status = event.status
+        self._sync_status()  # the newest status: older messages still queued change nothing
 
-    def _poll_status(self) -> None:
-        status = self.supervisor.status
-        if status is not self.engine_status:  # the supervisor replaces its frozen snapshot on change
+    def _sync_status(self) -> None:
+        status = self.supervisor.status if self.supervisor is not None else None
+        if status is not None and status is not self.engine_status:
             self.engine_status = status
 
     def watch_engine_status(self, status: Any) -> None:
@@ -176,6 +187,7 @@ class QwentuiApp(OperatorActions, RuntimeWiring, App):
     async def _start_engine(self) -> None:
         try:
             await (self.runtime.start_engine() if self.runtime is not None else self.supervisor.start())
+            self._sync_status()  # an engine without listeners (tests' fakes) is read after each action
         except QwentuiError as exc:
             if state_name(self.supervisor.status) != "crashed":  # a crash: the boot panel tells it all
                 self.notify(exc.hint or exc.message, title=f"Engine: {exc.message}"[:80], severity="error",
@@ -191,6 +203,7 @@ class QwentuiApp(OperatorActions, RuntimeWiring, App):
     async def _stop_engine(self, then_exit: bool) -> None:
         try:
             await self.supervisor.stop("user")
+            self._sync_status()
         except QwentuiError as exc:
             self.notify(exc.message, title="Engine stop failed", severity="error", timeout=10)
         if then_exit:

@@ -9,10 +9,12 @@ itself only on a new value).
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from rich.text import Text
 from textual.css.query import NoMatches
+from textual.message import Message
 
 from qwentui.config import format_duration
 from qwentui.errors import QwentuiError
@@ -25,6 +27,13 @@ from qwentui.ui.dialogs.idle import IdleWarning, PoweroffCountdown
 
 RESTART_KEY = "f5"
 AUTO_STOPS = ("idle", "budget")  # stop reasons after which one key restarts
+
+
+@dataclass
+class RuntimeUpdate(Message):
+    """A snapshot from the runtime or the guard; only the newest one is shown."""
+
+    snapshot: RuntimeSnapshot
 
 
 class RuntimeWiring:
@@ -94,7 +103,8 @@ class RuntimeWiring:
             self.notify(exc.hint or exc.message, title=f"Guard: {exc.message}"[:80], severity="error", timeout=10)
             return
         link.cache = self.runtime.cache
-        self.runtime, self.supervisor = link, link.engine
+        self.runtime = link
+        self.follow_engine(link.engine)
         self._client, self._cached_client = None, None  # the engine may have moved
         self._follow_runtime()
 
@@ -112,8 +122,13 @@ class RuntimeWiring:
     # ------------------------------------------------------------------ snapshots
 
     def _on_runtime_snapshot(self, snap: RuntimeSnapshot) -> None:
-        if not self.is_running:
-            return
+        """The runtime's (or guard link's) listener: one message per snapshot."""
+        self.post_message(RuntimeUpdate(snap))
+
+    def on_runtime_update(self, message: "RuntimeUpdate") -> None:
+        snap = message.snapshot
+        if self.runtime is None or snap is not self.runtime.latest or not self.is_running:
+            return  # stale: a newer snapshot is already queued
         try:
             self._show_snapshot(snap)
         except NoMatches:  # a last snapshot can land while the app tears its screen down
