@@ -17,6 +17,7 @@ from qwentui.runtime.link import GuardLink
 from qwentui.ui.dialogs.confirm import ConfirmDialog
 from tests.guardproc import detached_guard, gone
 from tests.test_ui_chat import wait_until
+from tests.test_ui_chat_engine import _fast_sim_config
 
 pytestmark = pytest.mark.slow
 
@@ -26,9 +27,7 @@ def _args(*argv: str):
 
 
 def _fast(monkeypatch, port: int) -> None:
-    monkeypatch.setenv("QWENTUI_ENGINE_EXTRA_ARGS", '["--sim-cold-start", "0.2s", "--sim-tokens-per-s", "3000"]')
-    monkeypatch.setenv("QWENTUI_ENGINE_PORT", str(port))
-    monkeypatch.setenv("QWENTUI_ENGINE_STOP_GRACE", "2s")
+    _fast_sim_config(monkeypatch, port)
 
 
 def _left(snap) -> float:

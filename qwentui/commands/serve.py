@@ -94,26 +94,15 @@ def _detach(args, cfg) -> int:
 def systemd_unit(args, kind: str, scope: str) -> str:
     """A unit that runs the guard in the foreground: systemd restarts it after a crash, and
     stopping the unit SIGTERMs the guard only, which stops its engine within stop_grace."""
+    import os
     import shlex
-    import sys
 
-    argv = [sys.executable, "-m", "qwentui"]
-    if getattr(args, "config", None):
-        from pathlib import Path
+    from qwentui.runtime.detach import serve_argv
 
-        argv += ["--config", str(Path(args.config).resolve())]
-    argv += ["--engine", kind, "serve"]
-    for flag in ("preset", "stop_grace", "startup_timeout", "idle_timeout", "idle_action"):
-        value = getattr(args, flag, None)
-        if value:
-            argv += [f"--{flag.replace('_', '-')}", str(value)]
-    if getattr(args, "port", None) is not None:
-        argv[3:3] = ["--port", str(args.port)]
+    argv = serve_argv(args, kind)
     install = "default.target" if scope == "user" else "multi-user.target"
     where = "~/.config/systemd/user/qwentui.service" if scope == "user" else "/etc/systemd/system/qwentui.service"
     enable = "systemctl --user enable --now qwentui" if scope == "user" else "systemctl enable --now qwentui"
-    import os
-
     user = "" if scope == "user" else f"User={os.environ.get('USER') or os.getuid()}\n"
     return (f"# qwentui guard ({scope} unit). Save as {where}, then: {enable}\n"
             "[Unit]\nDescription=qwentui guard: SGLang engine, idle watchdog and cost ledger\n"

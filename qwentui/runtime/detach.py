@@ -23,15 +23,16 @@ from qwentui.runtime.place import GuardPlace
 START_TIMEOUT_S = 30.0
 
 
-def guard_argv(args: argparse.Namespace, kind: str) -> list[str]:
-    """`qwentui ... serve --detached-child ...` for these parsed args (config, engine, serve flags)."""
+def serve_argv(args: argparse.Namespace, kind: str, *serve: str) -> list[str]:
+    """`python -m qwentui [--config C] --engine K [--port P] serve SERVE... [serve flags]` for
+    these parsed args: what a detached guard or a systemd unit runs."""
     argv = [sys.executable, "-m", "qwentui"]
     if getattr(args, "config", None):
         argv += ["--config", str(Path(args.config).resolve())]
     argv += ["--engine", kind]
     if getattr(args, "port", None) is not None:
         argv += ["--port", str(args.port)]
-    argv += ["serve", "--detached-child"]
+    argv += ["serve", *serve]
     for flag in ("preset", "stop_grace", "startup_timeout", "idle_timeout", "idle_action"):
         value = getattr(args, flag, None)
         if value:
@@ -39,6 +40,10 @@ def guard_argv(args: argparse.Namespace, kind: str) -> list[str]:
     if getattr(args, "dry_run", False):
         argv.append("--dry-run")
     return argv
+
+
+def guard_argv(args: argparse.Namespace, kind: str) -> list[str]:
+    return serve_argv(args, kind, "--detached-child")
 
 
 def start_detached(argv: list[str], where: GuardPlace, *, timeout: float = START_TIMEOUT_S) -> dict:
