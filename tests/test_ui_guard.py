@@ -107,3 +107,44 @@ async def test_attached_consoles_count_as_activity_when_configured(monkeypatch, 
                 break
             await asyncio.sleep(0.1)
         assert g.state()["idle"]["alive"] == "" and g.state()["guard"]["consoles"] == 0
+
+
+async def test_quit_leave_running_then_status_counts_down_and_stop_ends_everything(monkeypatch, port):
+    import json
+    import time
+
+    from tests.guardproc import qwentui
+
+    _fast(monkeypatch, port)
+    monkeypatch.setenv("QWENTUI_IDLE_TIMEOUT", "10m")
+    app = await console.build(_args("--demo"))
+    guard = app.runtime.guard_pid
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.supervisor.status.state is EngineState.READY, timeout=30)
+        await wait_until(pilot, lambda: _left(app.runtime.latest) > 0)
+        engine = app.supervisor.status.pid
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        await pilot.press("k")  # leave it running, idle stop armed
+        await wait_until(pilot, lambda: not app.is_running, timeout=10)
+    await app.runtime.close()
+    assert "idle stop armed (stops in" in app.farewell
+    first = json.loads((await asyncio.to_thread(qwentui, "status", "--json", "--demo")).stdout)["idle"]
+    await asyncio.sleep(2.2)
+    second = json.loads((await asyncio.to_thread(qwentui, "status", "--json", "--demo")).stdout)["idle"]
+    assert second["seconds_left"] < first["seconds_left"] and second["state"] == "idle"
+    stopped = await asyncio.to_thread(qwentui, "stop", "--demo")
+    assert stopped.returncode == 0, stopped.stderr
+    assert gone([guard, engine])
+    assert _ours(port) == []  # nothing of ours left: no guard, no simulator, no scheduler
+
+
+def _ours(port: int) -> list[int]:
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        line = " ".join(proc.info["cmdline"] or [])
+        if f"--port {port}" in line and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(proc.pid)
+    return found

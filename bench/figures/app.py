@@ -10,6 +10,7 @@ SIZES: 80×24 (GPU and cost panes are hidden tabs) and 120×40 (both panes on sc
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,8 +39,9 @@ def first_paint(pty: PtyProcess, timeout: float = 20.0) -> float:
     return at - pty.started
 
 
-def close(pty: PtyProcess) -> None:
-    """SIGKILL the engine the console started, then the console (its shutdown is not measured)."""
+def close(pty: PtyProcess, ctx: Ctx | None = None) -> None:
+    """SIGKILL the console (its shutdown is not measured), then stop the guard it started
+    (with its engine): the guard is no child of the console and would outlive it."""
     try:
         tree = psutil.Process(pty.proc.pid).children(recursive=True)
     except psutil.Error:
@@ -51,6 +53,9 @@ def close(pty: PtyProcess) -> None:
             pass
     psutil.wait_procs(tree, timeout=5)
     pty.close(kill=True)
+    if ctx is not None:
+        subprocess.run(qwentui_argv() + ["stop", "--demo"], env=app_env(ctx.tmp / "xdg"), timeout=120,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def paint_only(ctx: Ctx, argv: list[str] | None = None) -> float:
@@ -58,7 +63,7 @@ def paint_only(ctx: Ctx, argv: list[str] | None = None) -> float:
     try:
         return first_paint(pty)
     finally:
-        close(pty)
+        close(pty, ctx)
 
 
 def cpu_seconds(procs: list[psutil.Process]) -> float:
@@ -87,7 +92,7 @@ def idle_session(ctx: Ctx, window: float, size: tuple[int, int] = SIZES[0]) -> d
         return {"paint": paint, "cpu": 100 * (c1 - c0) / (t1 - t0), "engine_cpu": 100 * (e1 - e0) / (t1 - t0),
                 "bytes": pty.bytes_between(t0, t1) / (t1 - t0), "window": t1 - t0, "engine_pids": len(engine)}
     finally:
-        close(pty)
+        close(pty, ctx)
 
 
 def run(ctx: Ctx) -> list[Figure]:

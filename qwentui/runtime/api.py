@@ -32,9 +32,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from qwentui import __version__
+from qwentui.runtime.client import CLIENT_HEADER, VERSION_HEADER
 
-VERSION_HEADER = "X-Qwentui-Version"
-CLIENT_HEADER = "X-Qwentui-Client"
 QUEUE_MAX = 2000
 
 

@@ -17,10 +17,11 @@ import httpx
 
 from qwentui import __version__
 from qwentui.errors import QwentuiError
-from qwentui.runtime.api import CLIENT_HEADER, VERSION_HEADER
 from qwentui.runtime.place import GuardPlace, place
 
 BASE = "http://guard"
+VERSION_HEADER = "X-Qwentui-Version"  # on every answer of the control API
+CLIENT_HEADER = "X-Qwentui-Client"  # "console" on a console's /events stream
 
 
 class NoGuard(QwentuiError):

@@ -1,15 +1,18 @@
-"""The Textual app: composition, key routing and engine wiring only.
+"""The Textual app: keys and actions, the engine and the guard, dialogs.
 
-`make_app` is the one factory used by the CLI, the tests and the snapshot apps.
-Panes live in `ui/widgets/`; other panes (GPU, cost, ...) are mounted into the
-right-hand `#side` column with `mount_side`.
+The layout is `ConsoleView` (ui/screens/console.py), the app's default screen; the
+guard's state arrives one way, as a message per engine change or snapshot (stale ones
+dropped), and every control goes back through the guard's API. `make_app` is the one
+factory used by the CLI, the tests and the snapshot apps. Panes live in `ui/widgets/`;
+the GPU and cost panes are mounted into the right-hand `#side` column with `mount_side`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,28 +21,65 @@ from typing import Any
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.css.query import NoMatches
-from textual.containers import Horizontal
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
 
 from qwentui.chat.client import ChatClient
-from qwentui.config import Config
+from qwentui.config import Config, format_duration
 from qwentui.errors import QwentuiError
 from qwentui.idle.watchdog import clock_text
-from qwentui.ui.widgets.layout import (HORIZONTAL_BREAKPOINTS, VERTICAL_BREAKPOINTS, KeyFooter, PaneTabs,
-                                       TooSmall)
-from qwentui.ui.screens.operator import OPERATOR_BINDINGS, OperatorActions, SideColumn
+from qwentui.runtime.core import RuntimeSnapshot, state_of
+from qwentui.ui.widgets.layout import HORIZONTAL_BREAKPOINTS, VERTICAL_BREAKPOINTS
+from qwentui.ui.screens.base import OperatorScreen
+from qwentui.ui.screens.console import PANE_KEYS, PANE_LABELS, ConsoleView, SideColumn
 from qwentui.ui.themes import install_themes
 from qwentui.ui.widgets.chat import ChatPane
 from qwentui.ui.dialogs.quit import QuitDialog
 from qwentui.ui.dialogs.save import SaveDialog
-from qwentui.ui.widgets.header import EngineHeader, state_name
-from qwentui.ui.wiring import RuntimeWiring
+from qwentui.ui.dialogs.idle import IdleWarning, PoweroffCountdown
+from qwentui.ui.widgets.cost import CostPane
+from qwentui.ui.widgets.gpu import GpuPane
+from qwentui.ui.widgets.header import EngineHeader, blocked_reason, state_name
 
 
-class QwentuiApp(OperatorActions, RuntimeWiring, App):
+# F-keys are priority bindings: the chat prompt (a TextArea) binds f6/f7 to selection.
+# `tooltip` is the longer text the help screen shows.
+OPERATOR_BINDINGS = [
+    Binding("f1", "help", "Help", id="help", key_display="F1", priority=True, tooltip="Help: this list of keys"),
+    Binding("question_mark", "help", "Help", id="help-question", show=False, tooltip="Help (when not typing)"),
+    Binding("f2", "show_pane('chat')", "Chat", id="pane-chat", key_display="F2", show=False, priority=True,
+            tooltip="Chat pane (focus the prompt)"),
+    Binding("f3", "show_pane(1)", "GPU", id="pane-1", key_display="F3", show=False, priority=True,
+            tooltip="Side pane 1, GPU (narrow terminal: show it; wide: focus it, j/k scroll)"),
+    Binding("f4", "show_pane(2)", "Cost", id="pane-2", key_display="F4", show=False, priority=True,
+            tooltip="Side pane 2, cost (narrow terminal: show it; wide: focus it, j/k scroll)"),
+    # F5 is the runtime's "restart engine"
+    Binding("f6", "engine_log", "Log", id="engine-log", key_display="F6", priority=True,
+            tooltip="Engine log (/ search, n/N, f follow)"),
+    Binding("ctrl+l", "engine_log", "Log", id="engine-log-ctrl-l", show=False, tooltip="Engine log"),
+    Binding("f7", "client_snippet", "Client", id="client-snippet", key_display="F7", show=False, priority=True,
+            tooltip="Client snippet: URL, model, key; curl, openai, LangChain (copy / save)"),
+    Binding("f8", "cost_report", "Report", id="cost-report", key_display="F8", show=False, priority=True,
+            tooltip="Cost report for this month"),
+    Binding("f9", "change_theme", "Theme", id="change-theme", key_display="F9", show=False, priority=True,
+            tooltip="Change theme"),
+    Binding("ctrl+g", "engine_toggle", "Engine on/off", id="engine-toggle", show=False,
+            tooltip="Start the engine / stop it (asks first)"),
+]
+RESTART_KEY = "f5"
+AUTO_STOPS = ("idle", "budget")  # stop reasons after which one key restarts
+
+
+@dataclass
+class RuntimeUpdate(Message):
+    """A snapshot from the guard (or the local runtime); only the newest one is shown."""
+
+    snapshot: RuntimeSnapshot
+
+
+class QwentuiApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "qwentui"
     HORIZONTAL_BREAKPOINTS = HORIZONTAL_BREAKPOINTS  # -tiny (<80: "enlarge" notice), -narrow, -wide, -xwide
@@ -78,7 +118,9 @@ class QwentuiApp(OperatorActions, RuntimeWiring, App):
         self.exit_reason = "user"  # why the app ends ("signal", ...)
         self.exit_deadline: float | None = None  # the CLI sets it: teardown may not outlast it
         self.farewell = ""  # one line printed after the app ended
-        self.init_wiring()
+        self.report_loader: Callable[[], Any] | None = None  # tests inject a fixed report
+        self._warning: IdleWarning | None = None
+        self._cached_client: Any = None
         self._client = client
         self._owns_client = client is None
         self.clock = clock or time.monotonic
@@ -86,15 +128,8 @@ class QwentuiApp(OperatorActions, RuntimeWiring, App):
         self._unsubscribe: Callable[[], Any] | None = None
 
     def compose(self) -> ComposeResult:
-        chat = self.cfg.chat
-        yield EngineHeader(id="header")
-        yield PaneTabs(id="pane-tabs")
-        with Horizontal(id="body"):
-            yield ChatPane(client_factory=self.chat_client, thinking=chat.thinking, id="chat",
-                           system_prompt=chat.system_prompt, max_tokens=chat.max_tokens, clock=self.clock)
-            yield SideColumn(id="side")
-        yield KeyFooter()
-        yield TooSmall()
+        self.console_view = ConsoleView(self.cfg, self.chat_client, self.clock)
+        yield self.console_view
 
     def on_mount(self) -> None:
         if self.cfg.ui.keymap:
@@ -119,15 +154,27 @@ class QwentuiApp(OperatorActions, RuntimeWiring, App):
 
     @property
     def chat(self) -> ChatPane:
-        return self.query_one("#chat", ChatPane)
+        return self.console_view.chat
 
     @property
     def header(self) -> EngineHeader:
-        return self.query_one("#header", EngineHeader)
+        return self.console_view.header
+
+    @property
+    def view(self) -> str:
+        """"chat" or the side pane shown (narrow) / focused (wide)."""
+        return self.console_view.view
 
     def mount_side(self, *panes: Widget) -> None:
         """Mount panes into the right-hand column (shown once it has a pane)."""
-        self.add_side_panes(panes)  # F3/F4 switch to them on narrow terminals
+        self.console_view.add_side_panes(panes)  # F3/F4 switch to them on narrow terminals
+
+    def action_show_pane(self, which: str | int) -> None:
+        if self.screen.is_modal:
+            if not isinstance(self.screen, OperatorScreen):
+                return
+            self.pop_screen()  # F2-F4 from a log/help/... screen go back to the console
+        self.console_view.show_pane(which)
 
     # ------------------------------------------------------------------ engine
 
@@ -355,6 +402,328 @@ class QwentuiApp(OperatorActions, RuntimeWiring, App):
                                 self.action_snooze_idle)
             yield SystemCommand("Disable idle stop", "No idle stop for this session (a budget still stops)",
                                 self.action_disable_idle)
+
+    # ------------------------------------------------------------------ operator screens
+
+    def open_screen(self, screen: Screen) -> None:
+        """Open over the console; an operator screen already open is replaced (no stacking).
+        Over a dialog (quit, save, idle warning) nothing opens: the dialog needs its answer."""
+        if self.screen.is_modal and not isinstance(self.screen, OperatorScreen):
+            self.bell()
+            return
+        if isinstance(self.screen, OperatorScreen):
+            self.switch_screen(screen)
+        else:
+            self.push_screen(screen)
+
+    def action_help(self) -> None:
+        from qwentui.ui.screens.help import HelpScreen, app_rows, rows_for
+        from qwentui.ui.screens.log import LogScreen
+        from qwentui.ui.screens.report import ReportScreen
+        from qwentui.ui.screens.snippet import SnippetScreen
+        from qwentui.ui.widgets.chat_input import ChatInput
+        from qwentui.ui.dialogs.quit import QuitDialog
+
+        sections = [("Console (work everywhere: F-keys, ctrl+q; others on the console)", app_rows(self)),
+                    ("Chat prompt", rows_for(self, ChatInput.BINDINGS))]
+        for title, cls in (("Engine log (F6)", LogScreen), ("Client snippet (F7)", SnippetScreen),
+                           ("Cost report (F8)", ReportScreen), ("Side column (F3/F4 focus it)", SideColumn),
+                           ("Quit dialog (ctrl+q while the engine runs)", QuitDialog)):
+            sections.append((title, rows_for(self, cls.BINDINGS)))
+        self.open_screen(HelpScreen(sections))
+
+    def engine_log_feed(self):
+        from qwentui.ui.screens.log import LogFeed
+
+        sup = self.supervisor
+        if sup is None:
+            return LogFeed(None, list)
+        return LogFeed(sup.log_path, sup.log_lines)
+
+    def action_engine_log(self) -> None:
+        from qwentui.ui.screens.log import LogScreen
+
+        self.open_screen(LogScreen(self.engine_log_feed()))
+
+    def client_endpoint(self) -> tuple[str, str, str]:
+        """(base URL, model, API key) that other programs use."""
+        sup, eng = self.supervisor, self.cfg.engine
+        if sup is not None:
+            return sup.base_url, sup.served_model or "default", sup.api_key
+        return f"http://{eng.host}:{eng.port}", eng.served_model_name or eng.model, eng.api_key
+
+    def action_client_snippet(self) -> None:
+        from qwentui.ui.screens.snippet import SnippetScreen
+
+        base, model, key = self.client_endpoint()
+        simulated = bool(getattr(self.engine_status, "simulated", False))
+        self.open_screen(SnippetScreen(base, model, key, thinking=self.chat.thinking, simulated=simulated))
+
+    def action_cost_report(self) -> None:
+        from qwentui.ui.screens.report import ReportScreen, month_report
+
+        loader = self.report_loader or (lambda: month_report(self.cfg))
+        self.open_screen(ReportScreen(loader))
+
+    # ----- engine ---------------------------------------------------------------------
+
+    def action_engine_toggle(self) -> None:
+        """ctrl+g: start a stopped engine; stopping asks first."""
+        sup = self.supervisor
+        if sup is None:
+            self.notify("This console does not manage an engine.", timeout=3)
+            return
+        if not getattr(sup.status, "running", False):
+            self.notify("Starting the engine…", timeout=3)
+            self.start_engine()
+            return
+        if not self._owns_engine():
+            self.notify("Attached to an engine qwentui did not start: it is never stopped from here.", timeout=4)
+            return
+        from qwentui.ui.dialogs.confirm import ConfirmDialog
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.notify("Stopping the engine…", timeout=4)
+                self.stop_engine()
+
+        self.push_screen(ConfirmDialog("Stop the engine? Its GPU memory is freed; chat stops working.",
+                                       "Stop engine"), answer)
+
+    # ----- palette --------------------------------------------------------------------
+
+    def operator_commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Help: all keys", "Every key binding (F1 or ?)", self.action_help)
+        yield SystemCommand("Open engine log", "Scroll, / search, f follow the tail (F6, ctrl+l)",
+                            self.action_engine_log)
+        yield SystemCommand("Copy client snippet", "Base URL, model, key; curl/openai/LangChain (F7)",
+                            self.action_client_snippet)
+        yield SystemCommand("Open cost report", "This month's sessions and totals (F8)", self.action_cost_report)
+        yield SystemCommand("Change theme", f"Now {self.theme} (F9)", self.action_change_theme)
+        yield SystemCommand("Focus chat", "The chat and its prompt (F2)", lambda: self.action_show_pane("chat"))
+        for index, (key, (name, _)) in enumerate(zip(PANE_KEYS, self.console_view.side_panes()), start=1):
+            label = PANE_LABELS.get(name, name.title())
+            yield SystemCommand(f"Focus {label} pane", f"Show/scroll the {label} pane ({key.upper()})",
+                                lambda i=index: self.action_show_pane(i))
+
+    # ------------------------------------------------------------------ the guard (or runtime)
+
+    def start_runtime(self) -> None:
+        """Mount the GPU and cost panes and run the runtime loop (no-op without a runtime)."""
+        rt = self.runtime
+        if rt is None:
+            return
+        self.mount_side(GpuPane(id="gpu"), CostPane(id="cost"))
+        self._follow_runtime()
+
+    def _follow_runtime(self) -> None:
+        rt = self.runtime
+        rt.on_snapshot = self._on_runtime_snapshot
+        rt.on_message = lambda text: self.notify(text, title="Guard", timeout=8)
+        rt.on_action_done = self._on_action_done
+        rt.confirm = self._confirm_poweroff
+        if hasattr(rt, "on_gone"):
+            rt.on_gone = self._guard_gone
+        if rt.ledger_error and not rt.attached:
+            self.notify(rt.ledger_error, title="Cost ledger", severity="warning", timeout=10)
+        self.run_worker(self._run_runtime(), group="runtime", exit_on_error=False, description="runtime")
+
+    # ------------------------------------------------------------------ the guard
+
+    def _guard_gone(self, why: str) -> None:
+        """The guard went away under us: say so, keep the chat, offer a new guard."""
+        if not self.is_running or self._exiting_guard():
+            return
+        from qwentui.ui.dialogs.confirm import ConfirmDialog
+
+        self.notify(f"The guard is gone ({why}). The chat stays.", title="Guard", severity="error", timeout=15)
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self._new_guard(), group="engine", exclusive=True, exit_on_error=False,
+                                description="start a guard")
+
+        self.push_screen(ConfirmDialog("The guard is gone. Start a new one? The chat stays.", "Start guard"),
+                         answer)
+
+    def _exiting_guard(self) -> bool:
+        return bool(getattr(self, "_return_code", None) is not None or self.farewell)
+
+    async def _new_guard(self) -> None:
+        if self.reconnect is None:
+            return
+        self.notify("Starting a new guard…", timeout=4)
+        try:
+            link = await self.reconnect()
+        except QwentuiError as exc:
+            self.notify(exc.hint or exc.message, title=f"Guard: {exc.message}"[:80], severity="error", timeout=10)
+            return
+        link.cache = self.runtime.cache
+        self.runtime = link
+        self.follow_engine(link.engine)
+        self._client, self._cached_client = None, None  # the engine may have moved
+        self._follow_runtime()
+
+    async def _run_runtime(self) -> None:
+        rt = self.runtime
+        if self.cfg.cache.enabled and rt.cache is None:
+            from qwentui.cache import open_cache
+
+            rt.cache = await open_cache(self.cfg.cache)
+            warning = rt.cache.stats().warning
+            if warning:
+                self.notify(warning, title="Cache", severity="warning", timeout=8)
+        await rt.run()
+
+    # ------------------------------------------------------------------ snapshots
+
+    def _on_runtime_snapshot(self, snap: RuntimeSnapshot) -> None:
+        """The runtime's (or guard link's) listener: one message per snapshot."""
+        self.post_message(RuntimeUpdate(snap))
+
+    def on_runtime_update(self, message: RuntimeUpdate) -> None:
+        snap = message.snapshot
+        if self.runtime is None or snap is not self.runtime.latest or not self.is_running:
+            return  # stale: a newer snapshot is already queued
+        try:
+            self.console_view.show_snapshot(snap, lambda: list(self.runtime.sampler.history))
+            self._follow_warning(snap)
+            self._follow_auto_stop(snap)
+        except NoMatches:  # a last snapshot can land while the app tears its screen down
+            pass
+
+    def _follow_warning(self, snap: RuntimeSnapshot) -> None:
+        warning = self._warning
+        if snap.idle.warning_started:
+            self.bell()
+            if warning is None:
+                timeout = format_duration(self.runtime.watchdog.timeout)
+                self._warning = IdleWarning(snap.idle, timeout_text=timeout)
+                self.push_screen(self._warning, self._warning_choice)
+        elif warning is not None:
+            if snap.warning:
+                warning.status = snap.idle
+            else:  # activity again, snoozed or acting: the question is gone
+                self._warning = None
+                if warning.is_attached and self.screen is warning:
+                    warning.dismiss(None)
+
+    def _warning_choice(self, choice: str | None) -> None:
+        self._warning = None
+        rt = self.runtime
+        if choice == "snooze":
+            rt.snooze()
+            self.notify(f"Idle stop snoozed for {format_duration(rt.watchdog.timeout)}.", timeout=4)
+        elif choice == "stop":
+            rt.stop_now(self.runtime.latest.idle.reason_action if rt.latest else "idle")
+        elif choice == "disable":
+            rt.disable()
+            self.notify("Idle stop disabled for this session.", timeout=4)
+
+    def _follow_auto_stop(self, snap: RuntimeSnapshot) -> None:
+        if state_of(snap.engine) == "stopped":
+            text = self.blocked_text(snap.engine)
+            if self.chat.blocked != text:
+                self.chat.blocked = text
+
+    def blocked_text(self, status: Any) -> str:
+        """Why the chat input is off; after an idle/budget stop: the one key that restarts."""
+        reason = getattr(status, "stop_reason", None)
+        if reason == "guard gone":
+            return f"the guard is gone — press {RESTART_KEY.upper()} to start a new one (the chat stays)"
+        if self.runtime is not None and state_of(status) == "stopped" and reason in AUTO_STOPS:
+            return f"engine stopped ({reason}) — press {RESTART_KEY.upper()} to restart (the chat stays)"
+        return blocked_reason(status)
+
+    def _on_action_done(self, result: Any) -> None:
+        severity = "information" if result.ok else "error"
+        message = result.message + (f"\n{result.hint}" if result.hint else "")
+        self.notify(message, title="Idle watchdog", severity=severity, timeout=15)
+
+    async def _confirm_poweroff(self, command: Sequence[str]) -> bool:
+        """ActionRunner's last question: a visible countdown that any key cancels."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+        def answer(ok: bool | None) -> None:
+            if not done.done():
+                done.set_result(bool(ok))
+
+        self.bell()
+        self.push_screen(PoweroffCountdown(command), answer)
+        return await done
+
+    # ------------------------------------------------------------------ chat
+
+    def runtime_client(self, client: Any) -> Any:
+        """`client`, or a cache-answering wrapper around it when the prompt cache is on."""
+        cache = getattr(self.runtime, "cache", None)
+        if cache is None or not cache.enabled:
+            return client
+        if self._cached_client is None or self._cached_client.inner is not client:
+            from qwentui.chat.cached import CachingClient
+
+            self._cached_client = CachingClient(client, cache, on_hit=self.runtime.cache_hit)
+        return self._cached_client
+
+    def runtime_request_started(self) -> None:
+        if self.runtime is not None:
+            self.runtime.console_started()
+
+    def runtime_request_ended(self, turn: Any) -> None:
+        if self.runtime is None:
+            return
+        hit = self._cached_client is not None and self._cached_client.last_hit
+        if hit:
+            self._cached_client.last_hit = False
+            self._mark_cached()
+        usage = getattr(turn, "usage", None)
+        reached = not hit and (turn.status != "failed" or bool(turn.content or turn.reasoning))
+        self.runtime.console_finished(usage.prompt_tokens if usage else 0,
+                                      usage.completion_tokens if usage else 0, counted=reached)
+
+    def _mark_cached(self) -> None:
+        from textual.widgets import Static
+
+        from qwentui.ui.widgets.messages import AssistantMessage
+
+        answers = list(self.chat.query(AssistantMessage))
+        if answers:
+            stats = answers[-1].query_one("#stats", Static)
+            stats.update(f"⚡ cached · {stats.content}")
+
+    # ------------------------------------------------------------------ actions
+
+    async def action_restart_engine(self) -> None:
+        """One key after an idle/budget stop (or any time): restart; the chat stays."""
+        rt = self.runtime
+        if rt is None or state_of(self.supervisor.status) in ("starting", "stopping"):
+            return
+        if getattr(self.supervisor.status, "stop_reason", None) == "guard gone":
+            self.run_worker(self._new_guard(), group="engine", exclusive=True, exit_on_error=False,
+                            description="start a guard")
+            return
+        self.notify("Starting the engine…", timeout=3)
+        self.run_worker(self._restart(), group="engine", exclusive=True, exit_on_error=False,
+                        description="restart engine")
+
+    async def _restart(self) -> None:
+        try:
+            await self.runtime.restart_engine()
+        except QwentuiError as exc:
+            if state_of(self.supervisor.status) != "crashed":  # a crash: the boot panel tells it all
+                self.notify(exc.hint or exc.message, title=f"Engine: {exc.message}"[:80], severity="error",
+                            timeout=10)
+
+    def action_snooze_idle(self) -> None:
+        if self.runtime is not None and self.runtime.snooze():
+            self.notify(f"Idle stop snoozed for {format_duration(self.runtime.watchdog.timeout)}.", timeout=4)
+        else:
+            self.notify("Nothing to snooze: the idle stop is off or already acting.", timeout=3)
+
+    def action_disable_idle(self) -> None:
+        if self.runtime is not None:
+            self.runtime.disable()
+            self.notify("Idle stop disabled for this session.", timeout=4)
 
 
 def make_app(cfg: Config, *, supervisor: Any = None, client: ChatClient | None = None,
