@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
 from qwentui.errors import UsageError
 
@@ -86,3 +86,42 @@ EXACT = Billing(unit_ms=None)
 
 def _ms(ts: float) -> int:
     return int(round(ts * 1000))
+
+
+class BoundaryHold:
+    """idle.stop_at = "billing-boundary": once the idle timeout has passed, keep the engine
+    up until `margin` before the billed time runs out (that time is paid for anyway).
+
+    Called by the watchdog with its idle deadline on its own (monotonic) clock; answers
+    (stop at, paid until) on that clock, or None when billing does not round (per second,
+    no minimum) or nothing is being billed.
+    """
+
+    def __init__(self, billing: Billing, margin: float, anchor: Callable[[float], float | None],
+                 clock: Callable[[], float], wall: Callable[[], float]) -> None:
+        self.billing, self.margin = billing, margin
+        self._anchor, self._clock, self._wall = anchor, clock, wall
+
+    @classmethod
+    def for_runtime(cls, cfg: Any, idle_cfg: Any, meter: Any, clock: Callable[[], float],
+                    wall: Callable[[], float]) -> "BoundaryHold | None":
+        if getattr(idle_cfg, "stop_at", "timeout") != "billing-boundary":
+            return None
+        margin = getattr(idle_cfg, "boundary_margin", 0.0) or cfg.engine.stop_grace + 30.0
+
+        def anchor(at: float) -> float | None:
+            span = meter.paid_until(at)
+            return None if span is None else span[0]
+
+        return cls(Billing.from_config(cfg), margin, anchor, clock, wall)
+
+    def __call__(self, deadline: float) -> tuple[float, float] | None:
+        if not self.billing.rounds:
+            return None
+        offset = self._wall() - self._clock()
+        earliest = deadline + offset
+        start = self._anchor(earliest)
+        if start is None:
+            return None
+        stop, paid = self.billing.stop_before_boundary(start, earliest, self.margin)
+        return stop - offset, paid - offset

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Sequence
 
 from qwentui.cost.activity import ActivityRecorder
+from qwentui.cost.billing import BoundaryHold
 from qwentui.cost.ledger import STOP_REASONS as LEDGER_REASONS
 from qwentui.cost.meter import CostSnapshot, Meter
 from qwentui.errors import QwentuiError
@@ -112,6 +113,7 @@ class Runtime:
         self.ledger = self._open_ledger(ledger)
         self.meter = Meter(cfg, clock=wall, ledger=self.ledger, boot_time=boot_time)
         self.activity = ActivityRecorder(lambda: self.ledger, boot_time=self.meter.boot_time)
+        self.watchdog.boundary = BoundaryHold.for_runtime(cfg, self.idle_cfg, self.meter, clock, wall)
         plan = getattr(supervisor, "plan", None)
         if plan is not None and getattr(plan, "gpu_name", None):
             self.meter.set_gpu(plan.gpu_name, getattr(plan, "gpu_class", None) or None)
