@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vs-gpu", metavar="NAME", default="A10G",
                    help="reference GPU for the always-on comparison (default A10G)")
     p.add_argument("--ledger", metavar="PATH", help="ledger file (default: the state dir's)")
+    p.add_argument("--no-chart", action="store_true",
+                   help="no chart after the table (charts are only drawn on a terminal)")
     w = p.add_argument_group("what-if", WHATIF_HELP)
     w.add_argument("--what-if", action="store_true", help="replay the period's recorded activity for each timeout")
     w.add_argument("--timeouts", metavar="LIST", help="timeouts to replay (default 5m,15m,30m,1h,never)")
@@ -95,9 +97,17 @@ def run(args: argparse.Namespace, *, clock=None, tz=None) -> int:
         if ledger.degraded:
             print(f"qwentui: warning: {ledger.degraded}", file=sys.stderr)
         rows = ledger.sessions(start, end)
+        busy, starts = ledger.activity(start, end), ledger.engine_starts(start, end)
     built = report.build(rows, start, end, cfg=cfg, title=title, now=now, tz=tz, reference=reference)
     render = {"table": report.render_table, "csv": report.render_csv, "json": report.render_json}
     sys.stdout.write(render[args.format](built))
+    if _charts_wanted(args) and built.sessions:
+        from qwentui.cost import charts
+
+        built = charts.with_activity(built, busy, starts, cfg, now=now)
+        sys.stdout.write(charts.terminal_chart(charts.draw_days, built.daily, currency=built.currency,
+                                               budget_month=built.budget_month, recorded=built.recorded,
+                                               **_chart_size()) + "\n")
     return 0
 
 
@@ -174,4 +184,21 @@ def run_what_if(args: argparse.Namespace, cfg, now: float, tz=None) -> int:
         sys.stdout.write(whatif.render_csv(result))
     else:
         sys.stdout.write(whatif.render_table(result, title=title, currency=currency))
+        if _charts_wanted(args):
+            from qwentui.cost import charts
+
+            sys.stdout.write(charts.terminal_chart(charts.draw_what_if, result, currency=currency,
+                                                   **_chart_size()) + "\n")
     return 0
+
+
+def _charts_wanted(args: argparse.Namespace) -> bool:
+    """Pictures only for people: the table format on a terminal (csv/json and pipes stay plain)."""
+    return args.format == "table" and not args.no_chart and sys.stdout.isatty()
+
+
+def _chart_size() -> dict[str, int]:
+    import shutil
+
+    cols = shutil.get_terminal_size((100, 24)).columns
+    return {"width": max(40, min(cols, 140)), "height": 18}

@@ -476,10 +476,15 @@ class Ledger:
 
     def cold_starts(self, start: float | None = None, end: float | None = None) -> list[float]:
         """Measured cold starts (seconds) of engines launched in [start, end)."""
+        return [ready - launch for launch, ready in self.engine_starts(start, end)]
+
+    def engine_starts(self, start: float | None = None, end: float | None = None) -> list[tuple[float, float]]:
+        """(launch, ready) of engines launched in [start, end), oldest first ([] for a v1 ledger)."""
         lo, hi = _range(start, end)[::-1]
-        rows = self._query("SELECT cold_start_s FROM engine_starts WHERE launch_utc >= ? AND launch_utc < ?"
-                           " ORDER BY launch_utc, id", (lo, hi))
-        return [float(r["cold_start_s"]) for r in rows]
+        rows = self._query("SELECT launch_utc, cold_start_s FROM engine_starts WHERE launch_utc >= ?"
+                           " AND launch_utc < ? ORDER BY launch_utc, id", (lo, hi))
+        return [(parse_iso(r["launch_utc"]), parse_iso(r["launch_utc"]) + float(r["cold_start_s"]))
+                for r in rows]
 
     def session(self, session_id: int) -> SessionRow:
         rows = self._query("SELECT * FROM sessions WHERE id = ?", (session_id,))

@@ -86,6 +86,11 @@ class Report:
     total: Bucket
     compare: tuple[Scenario, ...] = field(default=())
     notes: tuple[str, ...] = field(default=())
+    # the pictures (cost/charts.py `with_activity`): cost per day split, and the what-if replay
+    daily: tuple[Any, ...] = field(default=())
+    recorded: bool = False  # the ledger has busy intervals for this period
+    budget_month: float = 0.0
+    whatif: Any = None
 
 
 def _shares(total: int, weights: list[int]) -> list[int]:

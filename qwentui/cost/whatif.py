@@ -319,6 +319,14 @@ def cells(w: WhatIf, r: Outcome, currency: str) -> list[str]:
             str(r.cold_starts), _wait_text(r.wait_ms), ratio, marks(w, r)]
 
 
+def oracle_cells(w: WhatIf, currency: str) -> list[str]:
+    from qwentui.cost.prices import format_money, format_number
+
+    o = w.oracle
+    return ["oracle", format_number(o.billed_hours, 2), format_money(o.cost, currency), str(o.cold_starts),
+            "", "1.00×", "hindsight optimum"]
+
+
 HEADERS = ["timeout", "billed h", "cost", "cold starts", "waited", "vs oracle", ""]
 
 
@@ -330,12 +338,9 @@ def _wait_text(ms: int) -> str:
 
 def render_table(w: WhatIf, *, title: str, currency: str) -> str:
     from qwentui.cost.plan import table
-    from qwentui.cost.prices import format_money, format_number, format_price
+    from qwentui.cost.prices import format_number, format_price
 
-    body = [cells(w, r, currency) for r in w.rows]
-    o = w.oracle
-    body.append(["oracle", format_number(o.billed_hours, 2), format_money(o.cost, currency),
-                 str(o.cold_starts), "", "1.00×", "hindsight optimum"])
+    body = [cells(w, r, currency) for r in w.rows] + [oracle_cells(w, currency)]
     minimum = f", minimum {timeout_label(w.billing.minimum_ms)}" if w.billing.minimum_ms else ""
     price = format_price(w.price, currency) + "/h" if w.price is not None else "price unknown"
     out = [f"qwentui what-if: {title}",
