@@ -134,6 +134,7 @@ def _billing(args: argparse.Namespace, cfg):
 
 def what_if_inputs(args: argparse.Namespace, cfg, now: float, tz=None):
     """(busy spans, window, measured cold starts, session rows, title) for the replay."""
+    from qwentui.cost import periods
     from qwentui.cost.ledger import Ledger, path_for
     from qwentui.cost.whatif import read_trace
 
@@ -145,7 +146,11 @@ def what_if_inputs(args: argparse.Namespace, cfg, now: float, tz=None):
             spans, skipped = read_trace(args.trace, skip_bad=args.skip_bad)
             for problem in skipped:
                 print(f"qwentui: warning: skipped {problem}", file=sys.stderr)
-            return spans, None, measured, ledger.sessions(), f"trace {args.trace}"
+            # "never" stays up to the end of the trace's last (local) day
+            last = max(b for _, b in spans) / 1000
+            end_ms = int(round(periods.day_start(last + 86400 - 1e-3, tz) * 1000))
+            window = (min(a for a, _ in spans), max(end_ms, max(b for _, b in spans)))
+            return spans, window, measured, ledger.sessions(), f"trace {args.trace}"
         start, end, title = period(args, now, tz)
         rows = ledger.sessions(start, end)
         lo, hi = int(round(start * 1000)), int(round(min(end, max(now, start)) * 1000))
