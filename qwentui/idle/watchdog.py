@@ -87,16 +87,18 @@ class IdleStatus:
 
     def describe(self, wall: float | None = None) -> str:
         """Header text: 'idle 12:30 — stop in 17:30', 'busy: 2 API requests', 'idle stop in 4:59',
-        and when holding until a billing boundary 'idle 31:00 · paid until 10:59 · stop at 10:58:00'."""
+        and when holding until a billing boundary 'paid until 10:59 · stop at 10:58:15' (short
+        enough for an 80-column header next to the cost)."""
         text = self._describe()
         if self.paid_left is None or self.state not in (IdleState.IDLE, IdleState.SNOOZED, IdleState.WARNING):
             return text
         now = time.time() if wall is None else wall
-        paid = time.strftime("%H:%M", time.localtime(now + self.paid_left))
+        paid = "paid until " + time.strftime("%H:%M", time.localtime(now + self.paid_left))
+        if self.state is IdleState.WARNING:
+            return f"{text} · {paid}"
         stop = time.strftime("%H:%M:%S", time.localtime(now + (self.seconds_left or 0)))
-        if self.state is IdleState.IDLE:
-            text = text.split(" — ")[0]  # "stop at" replaces "stop in"
-        return f"{text} · paid until {paid} · stop at {stop}"
+        held = f"{paid} · stop at {stop}"
+        return f"snoozed · {held}" if self.state is IdleState.SNOOZED else held
 
     def _describe(self) -> str:
         verb = "power off" if self.action == "poweroff" else "stop"
