@@ -63,7 +63,7 @@ def test_charts_draw_in_a_terminal():
     rep = pictured_report()
     days = charts.terminal_chart(charts.draw_days, rep.daily, currency="CNY", budget_month=100.0,
                                  width=90, height=16)
-    assert "busy" in days and "cold start" in days and "budget 100/month" in days and "31" in days
+    assert "busy" in days and "cold start" in days and "budget 100/month" in days and " 05 " in days and "30" in days
     curve = charts.terminal_chart(charts.draw_what_if, rep.whatif, currency="CNY", width=90, height=16)
     assert "cold starts" in curve and "never" in curve and "30m" in curve
 
@@ -118,3 +118,16 @@ def test_report_what_if_snapshot(snap_compare, size):
         await pilot.pause()
 
     assert snap_compare(_app(pictured_report), terminal_size=size, run_before=run_before)
+
+
+async def test_f8_without_an_activity_record_says_so():
+    app = _app(fixed_report)  # sessions, but no activity rows (an older ledger)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f8")
+        await wait_until(pilot, lambda: app.screen.query("#table-sessions")
+                         and app.screen.query_one("#table-sessions").row_count == 2)
+        screen = app.screen
+        assert screen.report.whatif is None and not screen.report.recorded
+        assert screen.query_one("#table-whatif", DataTable).row_count == 0
+        await pilot.press("l")
+        assert screen.query_one(TabbedContent).active == "tab-whatif"

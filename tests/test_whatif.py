@@ -244,3 +244,19 @@ def test_an_old_ledger_without_activity_says_so(capsys):
         led.close_session(sid, "user")
     assert cli.main(["report", "--what-if"]) == 0
     assert "no recorded activity for this period" in capsys.readouterr().out
+
+
+def test_a_v1_ledger_file_says_there_is_no_recorded_activity(tmp_path, capsys):
+    import sqlite3
+
+    from qwentui.cost.ledger import _V1
+
+    path = tmp_path / "v1.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(_V1)
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    assert cli.main(["report", "--what-if", "--ledger", str(path)]) == 0
+    assert "no recorded activity for this period" in capsys.readouterr().out
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1  # a reader never migrates

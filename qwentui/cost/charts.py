@@ -103,6 +103,9 @@ def draw_days(plt: Any, days: Sequence[DayCost], *, currency: str, budget_month:
         title += f" · budget {budget_month:g}/month = {daily:.2f}/day"
     plt.title(title)
     plt.xlabel("day of month")
+    # plotext picks string ticks in a hash-dependent order: fix them (every day up to 12, else 1, 5, 10, …)
+    picks = [i for i, label in enumerate(labels) if len(labels) <= 12 or int(label) == 1 or int(label) % 5 == 0]
+    plt.xticks([i + 1 for i in picks], [labels[i] for i in picks])
 
 
 def draw_what_if(plt: Any, result: Any, *, currency: str) -> None:

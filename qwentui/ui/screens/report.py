@@ -130,7 +130,8 @@ class ReportScreen(OperatorScreen):
     def _draw(self, rep: cost_report.Report) -> None:
         """The pictures; the what-if tab says why it is empty when there is nothing to replay."""
         days = self.query_one("#chart-days", PlotextPlot)
-        charts.draw_days(days.plt, rep.daily, currency=rep.currency, budget_month=rep.budget_month,
+        daily = rep.daily or charts.daily_costs(rep.sessions, (), (), rep.start, rep.end, rep.tz)
+        charts.draw_days(days.plt, daily, currency=rep.currency, budget_month=rep.budget_month,
                          recorded=rep.recorded)
         days.refresh()
         result = rep.whatif
