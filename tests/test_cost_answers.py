@@ -60,8 +60,12 @@ async def test_each_answer_in_the_console_shows_its_estimated_cost(monkeypatch, 
         await wait_until(pilot, lambda: sup.status.state is EngineState.READY, timeout=30)
         await wait_until(pilot, lambda: not app.chat.prompt.disabled and app.runtime.latest is not None)
         await _chat(pilot, app, "hello")
-        stats = str(list(app.chat.query(AssistantMessage))[-1].query_one("#stats").content)
-        assert "tok" in stats and "≈¥0.0" in stats and "(estimate)" in stats
+
+        def stats() -> str:
+            return str(list(app.chat.query(AssistantMessage))[-1].query_one("#stats").content)
+
+        await wait_until(pilot, lambda: "(estimate)" in stats())  # RequestEnded lands after the turn
+        assert "tok" in stats() and "≈¥0.0" in stats()
         await app.runtime.close("user")
 
 
