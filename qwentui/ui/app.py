@@ -28,6 +28,7 @@ from textual.widget import Widget
 
 from qwentui.chat.client import ChatClient
 from qwentui.config import Config, format_duration
+from qwentui.cost.answers import AnswerCost, cost_text, requests_now
 from qwentui.errors import QwentuiError
 from qwentui.idle.watchdog import clock_text
 from qwentui.runtime.core import RuntimeSnapshot, state_of
@@ -121,6 +122,7 @@ class QwentuiApp(App):
         self.report_loader: Callable[[], Any] | None = None  # tests inject a fixed report
         self._warning: IdleWarning | None = None
         self._cached_client: Any = None
+        self._answer_cost: AnswerCost | None = None  # the answer being generated: its cost estimate
         self._client = client
         self._owns_client = client is None
         self.clock = clock or time.monotonic
@@ -585,6 +587,9 @@ class QwentuiApp(App):
         snap = message.snapshot
         if self.runtime is None or snap is not self.runtime.latest or not self.is_running:
             return  # stale: a newer snapshot is already queued
+        tele = snap.telemetry
+        if self._answer_cost is not None and tele is not None:  # requests sharing the engine with this answer
+            self._answer_cost.sample(tele.at, requests_now(getattr(tele, "engine", None)))
         try:
             self.console_view.show_snapshot(snap, lambda: list(self.runtime.sampler.history))
             self._follow_warning(snap)
@@ -668,6 +673,8 @@ class QwentuiApp(App):
     def runtime_request_started(self) -> None:
         if self.runtime is not None:
             self.runtime.console_started()
+            latest = self.runtime.latest
+            self._answer_cost = AnswerCost(time.time(), latest.cost.rate_per_hour if latest else None)
 
     def runtime_request_ended(self, turn: Any) -> None:
         if self.runtime is None:
@@ -680,8 +687,16 @@ class QwentuiApp(App):
         reached = not hit and (turn.status != "failed" or bool(turn.content or turn.reasoning))
         self.runtime.console_finished(usage.prompt_tokens if usage else 0,
                                       usage.completion_tokens if usage else 0, counted=reached)
+        answer, self._answer_cost = self._answer_cost, None
+        if reached and answer is not None:
+            self._edit_stats(lambda text: f"{text} · {cost_text(answer.cost(time.time()), self.cfg.cost.currency)}"
+                             if answer.price is not None else text)
 
     def _mark_cached(self) -> None:
+        self._edit_stats(lambda text: f"⚡ cached · {text}")
+
+    def _edit_stats(self, edit: Any) -> None:
+        """Rewrite the last answer's stats line."""
         from textual.widgets import Static
 
         from qwentui.ui.widgets.messages import AssistantMessage
@@ -689,7 +704,7 @@ class QwentuiApp(App):
         answers = list(self.chat.query(AssistantMessage))
         if answers:
             stats = answers[-1].query_one("#stats", Static)
-            stats.update(f"⚡ cached · {stats.content}")
+            stats.update(edit(str(stats.content)))
 
     # ------------------------------------------------------------------ actions
 
