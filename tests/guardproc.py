@@ -117,3 +117,16 @@ def detached_guard(port: int, *extra: str, ready: bool = True) -> Iterator[Guard
         yield g
     finally:
         end_guard(g)
+
+
+async def console_on_a_guard(args):
+    """`console.build(args)` once a guard for them answers (the console attaches before its first paint)."""
+    import asyncio
+
+    from qwentui import cli
+    from qwentui.commands import console
+    from qwentui.runtime.detach import guard_argv, start_detached
+
+    kind = cli.load_config(args).engine.kind
+    await asyncio.to_thread(start_detached, guard_argv(args, kind), place(kind))
+    return await console.build(args)

@@ -18,6 +18,7 @@ from qwentui.ui.app import make_app
 from qwentui.ui.dialogs.quit import QuitDialog
 from qwentui.ui.widgets.header import blocked_reason
 from tests.chatfakes import ScriptedServer
+from tests.guardproc import console_on_a_guard
 from tests.simproc import running_sim
 from tests.test_ui_chat import READY, wait_until
 
@@ -42,10 +43,11 @@ def _alive(pid: int) -> bool:
 
 async def test_demo_starts_a_guard_chats_and_quit_stops_engine_and_guard(monkeypatch, port):
     _fast_sim_config(monkeypatch, port)
-    app = await console.build(_args("--demo"))
-    supervisor = app.supervisor
-    guard = app.runtime.guard_pid
+    app = await console.build(_args("--demo"))  # no guard yet: it paints, then attaches to a new one
+    assert app.runtime is None
     async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.runtime is not None, timeout=30)
+        supervisor, guard = app.supervisor, app.runtime.guard_pid
         await wait_until(pilot, lambda: supervisor.status.state is EngineState.READY, timeout=30)
         await wait_until(pilot, lambda: not app.chat.prompt.disabled)
         header = str(app.header.render())
@@ -73,7 +75,7 @@ async def test_demo_starts_a_guard_chats_and_quit_stops_engine_and_guard(monkeyp
 
 async def test_quit_dialog_cancel_keeps_the_app(monkeypatch, port):
     _fast_sim_config(monkeypatch, port)
-    app = await console.build(_args("--demo"))
+    app = await console_on_a_guard(_args("--demo"))
     supervisor = app.supervisor
     async with app.run_test() as pilot:
         await wait_until(pilot, lambda: supervisor.status.state is EngineState.READY, timeout=30)

@@ -15,7 +15,7 @@ from qwentui.engine.status import EngineState
 from qwentui.runtime.client import AsyncGuardClient, GuardClient
 from qwentui.runtime.link import GuardLink
 from qwentui.ui.dialogs.confirm import ConfirmDialog
-from tests.guardproc import detached_guard, gone
+from tests.guardproc import console_on_a_guard, detached_guard, gone
 from tests.test_ui_chat import wait_until
 from tests.test_ui_chat_engine import _fast_sim_config
 
@@ -61,7 +61,7 @@ async def test_two_consoles_share_the_countdown_and_a_snooze_moves_both(monkeypa
 
 async def test_the_guard_dies_under_the_console_which_keeps_the_chat_and_starts_a_new_one(monkeypatch, port):
     _fast(monkeypatch, port)
-    app = await console.build(_args("--demo"))
+    app = await console_on_a_guard(_args("--demo"))
     first = app.runtime.guard_pid
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_until(pilot, lambda: app.supervisor.status.state is EngineState.READY, timeout=30)
@@ -117,7 +117,7 @@ async def test_quit_leave_running_then_status_counts_down_and_stop_ends_everythi
 
     _fast(monkeypatch, port)
     monkeypatch.setenv("QWENTUI_IDLE_TIMEOUT", "10m")
-    app = await console.build(_args("--demo"))
+    app = await console_on_a_guard(_args("--demo"))
     guard = app.runtime.guard_pid
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_until(pilot, lambda: app.supervisor.status.state is EngineState.READY, timeout=30)

@@ -20,6 +20,7 @@ from qwentui.ui.app import make_app
 from qwentui.ui.widgets.cost import CostPane
 from qwentui.ui.widgets.gpu import GpuPane
 from qwentui.ui.dialogs.idle import IdleWarning, PoweroffCountdown
+from tests.guardproc import console_on_a_guard
 from tests.test_runtime import FakeSupervisor
 from tests.test_ui_chat import wait_until
 
@@ -31,7 +32,7 @@ async def _demo(monkeypatch, port: int, timeout: str = "4s", warn: str = "2s"):
     monkeypatch.setenv("QWENTUI_IDLE_TIMEOUT", timeout)
     monkeypatch.setenv("QWENTUI_IDLE_WARN_BEFORE", warn)
     monkeypatch.setenv("QWENTUI_COST_PRICE_PER_HOUR", "3.6")
-    app = await console.build(cli.build_parser().parse_args(["--demo"]))
+    app = await console_on_a_guard(cli.build_parser().parse_args(["--demo"]))
     sup = app.supervisor
     bells: list[int] = []
     app.bell = lambda: bells.append(1)

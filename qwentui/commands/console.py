@@ -16,21 +16,27 @@ import sys
 SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
-async def open_guard(args: argparse.Namespace, cfg, *, start: bool = True):
-    """A GuardLink to this state dir's guard; starts a detached guard first when none runs."""
+async def open_guard(args: argparse.Namespace, cfg, *, log_from: int | None = None):
+    """A GuardLink to this state dir's guard, starting one (or waiting for the one that
+    `spawn` launched, whose log starts at `log_from`) when none answers."""
     from qwentui.runtime.client import AsyncGuardClient, GuardClient
-    from qwentui.runtime.detach import guard_argv, start_detached
+    from qwentui.runtime.detach import guard_argv, spawn, wait_answering
     from qwentui.runtime.link import GuardLink
     from qwentui.runtime.place import place
 
     where = place(cfg.engine.kind)
-    if start and not await asyncio.to_thread(GuardClient(where).alive):
-        await asyncio.to_thread(start_detached, guard_argv(args, cfg.engine.kind), where)
+    if log_from is not None:
+        await asyncio.to_thread(wait_answering, where, log_from)
+    elif not await asyncio.to_thread(GuardClient(where).alive):
+        start = await asyncio.to_thread(spawn, guard_argv(args, cfg.engine.kind), where)
+        await asyncio.to_thread(wait_answering, where, start)
     return await GuardLink.open(AsyncGuardClient(where))
 
 
 async def build(args: argparse.Namespace):
-    """The app for these args (bad config/flags raise UsageError here)."""
+    """The app for these args (bad config/flags raise UsageError here). A running guard is
+    attached before the first paint; a new one is launched here and attached once it
+    answers, so the console paints while the guard starts."""
     from qwentui import cli
     from qwentui.ui.app import make_app
 
@@ -41,8 +47,22 @@ async def build(args: argparse.Namespace):
 
         supervisor = Supervisor.attach(args.attach, cfg.engine.api_key, cfg=cfg)
         return make_app(cfg, supervisor=supervisor, runtime=Runtime(cfg, supervisor))
-    link = await open_guard(args, cfg)
-    return make_app(cfg, supervisor=link.engine, runtime=link, reconnect=lambda: open_guard(args, cfg))
+    from qwentui.runtime.client import GuardClient
+    from qwentui.runtime.detach import guard_argv, spawn
+    from qwentui.runtime.place import place
+
+    where = place(cfg.engine.kind)
+    reconnect = lambda: open_guard(args, cfg)  # noqa: E731 - after the guard died
+    if await asyncio.to_thread(GuardClient(where).alive):
+        link = await open_guard(args, cfg)
+        return make_app(cfg, supervisor=link.engine, runtime=link, reconnect=reconnect)
+    log_from: list[int | None] = [await asyncio.to_thread(spawn, guard_argv(args, cfg.engine.kind), where)]
+
+    async def connect():  # first: the guard just launched; later: after it died, a new one
+        start, log_from[0] = log_from[0], None
+        return await open_guard(args, cfg, log_from=start)
+
+    return make_app(cfg, reconnect=connect)  # the header fills in when the guard answers
 
 
 def _on_signal(app) -> None:

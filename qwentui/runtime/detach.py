@@ -49,6 +49,11 @@ def guard_argv(args: argparse.Namespace, kind: str) -> list[str]:
 def start_detached(argv: list[str], where: GuardPlace, *, timeout: float = START_TIMEOUT_S) -> dict:
     """Start the guard and return its first `/state`; QwentuiError (with its log's tail) if it
     exits or stays silent."""
+    return wait_answering(where, spawn(argv, where), timeout=timeout)
+
+
+def spawn(argv: list[str], where: GuardPlace) -> int:
+    """Launch the guard (returns at once); the result is where its log starts, for `wait_answering`."""
     paths.ensure_dir(where.log.parent)
     log_fd = os.open(where.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.fchmod(log_fd, 0o600)
@@ -60,12 +65,17 @@ def start_detached(argv: list[str], where: GuardPlace, *, timeout: float = START
         raise QwentuiError(f"cannot start a guard: {exc}") from exc
     finally:
         os.close(log_fd)
+    return start
+
+
+def wait_answering(where: GuardPlace, log_from: int, *, timeout: float = START_TIMEOUT_S) -> dict:
+    """Until the guard started by `spawn` answers: its `/state`, or QwentuiError with why not."""
     client = GuardClient(where)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if client.alive():
             return client.state()
-        failure = _failed_start(where.log, start)
+        failure = _failed_start(where.log, log_from)
         if failure:
             raise QwentuiError(f"the guard did not start: {failure}", hint=f"its log: {where.log}")
         time.sleep(0.1)

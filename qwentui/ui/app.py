@@ -29,6 +29,7 @@ from textual.widget import Widget
 from qwentui.chat.client import ChatClient
 from qwentui.config import Config, format_duration
 from qwentui.cost.answers import AnswerCost, cost_text, requests_now
+from qwentui.engine.status import EngineState, EngineStatus
 from qwentui.errors import QwentuiError
 from qwentui.idle.watchdog import clock_text
 from qwentui.runtime.core import RuntimeSnapshot, state_of
@@ -145,6 +146,9 @@ class QwentuiApp(App):
             if (self.cfg.engine.autostart or attached) and state_name(self.engine_status) == "stopped":
                 self.call_after_refresh(self.start_engine)  # first paint before the engine starts
         self.start_runtime()
+        if self.runtime is None and self.reconnect is not None:  # a guard is starting: attach when it answers
+            self.run_worker(self._new_guard(), group="engine", exclusive=True, exit_on_error=False,
+                            description="attach to the guard")
         self.chat.prompt.focus()
         self.call_after_refresh(gc.freeze)  # start-up objects out of the GC: no long pauses while streaming
 
@@ -554,13 +558,22 @@ class QwentuiApp(App):
     async def _new_guard(self) -> None:
         if self.reconnect is None:
             return
-        self.notify("Starting a new guard…", timeout=4)
+        first = self.runtime is None
+        if not first:
+            self.notify("Starting a new guard…", timeout=4)
         try:
             link = await self.reconnect()
         except QwentuiError as exc:
-            self.notify(exc.hint or exc.message, title=f"Guard: {exc.message}"[:80], severity="error", timeout=10)
+            self.notify(exc.hint or exc.message, title=f"Guard: {exc.message}"[:80], severity="error", timeout=15)
+            if first:
+                e = self.cfg.engine
+                self.engine_status = EngineStatus(EngineState.STOPPED, "", e.kind, e.model, "", error=exc.message,
+                                                  stop_reason="guard gone", simulated=e.kind == "sim")
             return
-        link.cache = self.runtime.cache
+        if first:
+            self.mount_side(GpuPane(id="gpu"), CostPane(id="cost"))
+        else:
+            link.cache = self.runtime.cache
         self.runtime = link
         self.follow_engine(link.engine)
         self._client, self._cached_client = None, None  # the engine may have moved
@@ -710,12 +723,12 @@ class QwentuiApp(App):
 
     async def action_restart_engine(self) -> None:
         """One key after an idle/budget stop (or any time): restart; the chat stays."""
-        rt = self.runtime
-        if rt is None or state_of(self.supervisor.status) in ("starting", "stopping"):
-            return
-        if getattr(self.supervisor.status, "stop_reason", None) == "guard gone":
+        if getattr(self.engine_status, "stop_reason", None) == "guard gone":
             self.run_worker(self._new_guard(), group="engine", exclusive=True, exit_on_error=False,
                             description="start a guard")
+            return
+        rt = self.runtime
+        if rt is None or state_of(self.supervisor.status) in ("starting", "stopping"):
             return
         self.notify("Starting the engine…", timeout=3)
         self.run_worker(self._restart(), group="engine", exclusive=True, exit_on_error=False,
