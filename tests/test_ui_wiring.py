@@ -1,27 +1,19 @@
-"""The console wired to the runtime: panes, header, idle warning keys, restart, poweroff countdown.
+"""The console on a real guard: panes, header, idle warning keys, restart.
 
-Real supervisor + simulator (`qwentui --demo`) with a short idle timeout."""
+A detached guard running the simulator (`qwentui --demo`) with a short idle timeout."""
 
 from __future__ import annotations
-
-import dataclasses
-import sys
 
 import psutil
 
 from qwentui import cli
-from qwentui.commands import console
-from qwentui.config import Config, IdleConfig
 from qwentui.cost.ledger import Ledger, path_for
 from qwentui.engine.status import EngineState
 from qwentui.runtime.client import GuardClient
-from qwentui.runtime.core import Runtime
-from qwentui.ui.app import make_app
 from qwentui.ui.widgets.cost import CostPane
 from qwentui.ui.widgets.gpu import GpuPane
-from qwentui.ui.dialogs.idle import IdleWarning, PoweroffCountdown
+from qwentui.ui.dialogs.idle import IdleWarning
 from tests.guardproc import console_on_a_guard
-from tests.test_runtime import FakeSupervisor
 from tests.test_ui_chat import wait_until
 
 
@@ -103,24 +95,3 @@ async def test_escape_keeps_counting_then_it_stops_itself_and_disable_after_rest
         await pilot.pause(1.5)
         assert sup.status.state is EngineState.READY and len(bells) == 2
         await app.runtime.close("user")
-
-
-async def test_poweroff_countdown_any_key_cancels_and_the_engine_stays_stopped(tmp_path):
-    marker = tmp_path / "marker"
-    idle = dataclasses.replace(IdleConfig(), timeout=1.0, warn_before=0.5, action="poweroff",
-                               poweroff_command=[sys.executable, "-c", f"open({str(marker)!r}, 'w')"])
-    cfg = dataclasses.replace(Config(), idle=idle, telemetry=dataclasses.replace(Config().telemetry, interval=0.2))
-    sup = FakeSupervisor()
-    runtime = Runtime(cfg, sup, scrape=_no_metrics)
-    app = make_app(cfg, supervisor=sup, runtime=runtime)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, PoweroffCountdown), timeout=10)
-        assert sup.stops == ["idle"]
-        await pilot.press("space")
-        await wait_until(pilot, lambda: runtime.last_action is not None)
-        assert runtime.last_action.cancelled and not marker.exists()
-        await runtime.close("user")
-
-
-async def _no_metrics():
-    return None

@@ -1,8 +1,7 @@
 """What the idle watchdog does when it fires: stop the engine, or stop it and power off.
 
 Order for `poweroff`: stop the engine → close the ledger (so the session row is final)
-→ optional last confirmation (the app's cancellable countdown) → run
-`idle.poweroff_command` (argv, `$VARS` expanded; `shutdown -h now` if the first program
+→ run `idle.poweroff_command` (argv, `$VARS` expanded; `shutdown -h now` if the first program
 is not installed). `dry_run` prints the command instead. The action runs at most once
 per `ActionRunner`; a second `run()` returns the first result.
 """
@@ -16,7 +15,7 @@ import os
 import re
 import shutil
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from qwentui.errors import QwentuiError, UsageError
 
@@ -37,7 +36,6 @@ class ActionResult:
     command: tuple[str, ...] = ()  # the argv run (or printed, on a dry run)
     ran: bool = False  # the poweroff command was executed
     dry_run: bool = False
-    cancelled: bool = False
     error: str | None = None
     hint: str | None = None
 
@@ -100,12 +98,11 @@ class ActionRunner:
     def __init__(self, supervisor: Any, *, action: str = "stop-engine",
                  poweroff_command: Sequence[str] = ("systemctl", "poweroff"), dry_run: bool = False,
                  close_ledger: Callable[[str], Any] | None = None,
-                 confirm: Callable[[Sequence[str]], Awaitable[bool]] | None = None,
                  environ: Mapping[str, str] | None = None, print_fn: Callable[[str], Any] = print,
                  which: Callable[[str], str | None] = shutil.which, command_timeout: float = 60.0) -> None:
         self.supervisor, self.action = supervisor, action
         self.poweroff_command, self.dry_run = tuple(poweroff_command), dry_run
-        self._close_ledger, self._confirm = close_ledger, confirm
+        self._close_ledger = close_ledger
         self._environ, self._print, self._which = environ, print_fn, which
         self._command_timeout = command_timeout
         self._task: asyncio.Task[ActionResult] | None = None
@@ -167,9 +164,6 @@ class ActionRunner:
             self._print(f"dry run: would power off with: {shown}")
             return ActionResult(ok=True, message=f"{prefix}dry run: would run {shown}",
                                 command=tuple(command), **done)
-        if self._confirm is not None and not await self._confirm(command):
-            return ActionResult(ok=True, cancelled=True, command=tuple(command),
-                                message="poweroff cancelled; engine stopped", **done)
         return await self._execute(command, prefix, done)
 
     async def _execute(self, command: list[str], prefix: str, done: dict) -> ActionResult:

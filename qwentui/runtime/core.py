@@ -4,7 +4,7 @@ One loop per `telemetry.interval`:
 
     sample ─→ meter (GPU, counters, heartbeat, idle time) ─→ watchdog (metrics, budget)
            ─→ tick ─→ act when due (ActionRunner: stop engine, close the ledger row,
-              poweroff after the app's confirm hook) ─→ publish a frozen RuntimeSnapshot
+              poweroff) ─→ publish a frozen RuntimeSnapshot
 
 The watchdog is armed when the engine becomes ready (never counting a cold start) and
 gets a fresh ActionRunner each time, so "restart after an idle stop" acts again later.
@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable
 
 from qwentui.cost.activity import ActivityRecorder
 from qwentui.cost.billing import BoundaryHold
@@ -96,7 +96,6 @@ class Runtime:
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
                  boot_time: Any = None, on_snapshot: Callable[[RuntimeSnapshot], Any] | None = None,
                  on_message: Callable[[str], Any] | None = None,
-                 confirm: Callable[[Sequence[str]], Awaitable[bool]] | None = None,
                  on_action_start: Callable[[IdleStatus], Any] | None = None,
                  on_action_done: Callable[[ActionResult], Any] | None = None,
                  inline_actions: bool = False, cache: Any = None) -> None:
@@ -104,7 +103,7 @@ class Runtime:
         self.idle_cfg = idle_cfg if idle_cfg is not None else cfg.idle
         self.attached = bool(getattr(supervisor.status, "attached", False))
         self._clock, self._wall = clock, wall
-        self.on_snapshot, self.on_message, self.confirm = on_snapshot, on_message, confirm
+        self.on_snapshot, self.on_message = on_snapshot, on_message
         self.on_action_start, self.on_action_done = on_action_start, on_action_done
         self.inline_actions = inline_actions
         self.cache = cache
@@ -239,11 +238,7 @@ class Runtime:
         self.runner = ActionRunner(
             self.supervisor, action=self.idle_cfg.action, dry_run=self.idle_cfg.dry_run,
             poweroff_command=self.idle_cfg.poweroff_command, close_ledger=self._end_session,
-            confirm=self._confirm if self.confirm is not None else None,
             print_fn=self._say)
-
-    async def _confirm(self, command: Sequence[str]) -> bool:
-        return await self.confirm(command) if self.confirm is not None else True
 
     # -- activity and controls (UI thread = the loop's thread) -------------------------
 
@@ -430,7 +425,7 @@ class Runtime:
         self.poke()
         task = self._action_task
         if task is not None and not task.done():
-            task.cancel()  # e.g. a poweroff countdown: quitting cancels it
+            task.cancel()  # an action under way: closing cancels it
         status = self.supervisor.status
         try:
             if getattr(status, "running", False) and not getattr(status, "attached", False):

@@ -129,7 +129,6 @@ class GuardLink:
         self.on_snapshot: Callable[[Any], Any] | None = None
         self.on_message: Callable[[str], Any] | None = None
         self.on_action_done: Callable[[Any], Any] | None = None
-        self.confirm: Any = None  # the guard powers off on its own; no last question here
         self.on_gone = on_gone
         self.latest: Any = None
         self.ledger_error: str | None = None

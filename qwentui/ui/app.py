@@ -9,10 +9,9 @@ the GPU and cost panes are mounted into the right-hand `#side` column with `moun
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -40,7 +39,7 @@ from qwentui.ui.themes import install_themes
 from qwentui.ui.widgets.chat import ChatPane
 from qwentui.ui.dialogs.quit import QuitDialog
 from qwentui.ui.dialogs.save import SaveDialog
-from qwentui.ui.dialogs.idle import IdleWarning, PoweroffCountdown
+from qwentui.ui.dialogs.idle import IdleWarning
 from qwentui.ui.widgets.cost import CostPane
 from qwentui.ui.widgets.gpu import GpuPane
 from qwentui.ui.widgets.header import EngineHeader, blocked_reason, state_name
@@ -527,7 +526,6 @@ class QwentuiApp(App):
         rt.on_snapshot = self._on_runtime_snapshot
         rt.on_message = lambda text: self.notify(text, title="Guard", timeout=8)
         rt.on_action_done = self._on_action_done
-        rt.confirm = self._confirm_poweroff
         if hasattr(rt, "on_gone"):
             rt.on_gone = self._guard_gone
         if rt.ledger_error and not rt.attached:
@@ -657,18 +655,6 @@ class QwentuiApp(App):
         severity = "information" if result.ok else "error"
         message = result.message + (f"\n{result.hint}" if result.hint else "")
         self.notify(message, title="Idle watchdog", severity=severity, timeout=15)
-
-    async def _confirm_poweroff(self, command: Sequence[str]) -> bool:
-        """ActionRunner's last question: a visible countdown that any key cancels."""
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-
-        def answer(ok: bool | None) -> None:
-            if not done.done():
-                done.set_result(bool(ok))
-
-        self.bell()
-        self.push_screen(PoweroffCountdown(command), answer)
-        return await done
 
     # ------------------------------------------------------------------ chat
 

@@ -1,1 +1,1 @@
-"""Modal dialogs: confirm, quit, save to file, idle warning, poweroff countdown."""
+"""Modal dialogs: confirm, quit, save to file, idle warning."""

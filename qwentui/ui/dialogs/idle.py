@@ -1,15 +1,14 @@
-"""Idle watchdog dialogs: the warning (Snooze / Stop now / Disable) and the poweroff countdown.
+"""The idle warning dialog (Snooze / Stop now / Disable).
 
-Presentation only. The app feeds `IdleWarning.status` each runtime snapshot and acts on
-the choice it is dismissed with; `PoweroffCountdown` dismisses True when its countdown
-runs out and False on any key (ActionRunner's `confirm` hook awaits it).
+Presentation only. The app feeds `IdleWarning.status` each snapshot and acts on the
+choice it is dismissed with (through the guard). The guard powers off without asking a
+console: by then the warning was up for `idle.warn_before` and nobody answered.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
-from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -18,9 +17,6 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
 from qwentui.idle.watchdog import clock_text
-
-POWEROFF_COUNTDOWN_S = 10
-
 
 def warning_text(status: Any) -> str:
     """'No activity for 28:00 — the engine stops in 1:59.' (or the budget's wording)."""
@@ -80,53 +76,3 @@ class IdleWarning(ModalScreen[str | None]):
 
     def action_choose(self, choice: str | None) -> None:
         self.dismiss(choice)
-
-
-class PoweroffCountdown(ModalScreen[bool]):
-    """'Powering off in 10 s' — any key cancels (False); reaching 0 confirms (True)."""
-
-    DEFAULT_CSS = """
-    PoweroffCountdown { align: center middle; }
-    PoweroffCountdown > Vertical { width: 72; max-width: 100%; height: auto; padding: 1 2;
-        border: heavy $error; background: $surface; }
-    PoweroffCountdown #countdown { color: $error; text-style: bold; }
-    PoweroffCountdown .detail { width: 1fr; color: $text-muted; }
-    """
-
-    left: reactive[int] = reactive(POWEROFF_COUNTDOWN_S)
-
-    def __init__(self, command: Sequence[str], seconds: int = POWEROFF_COUNTDOWN_S) -> None:
-        super().__init__()
-        self._command = " ".join(command)
-        self.set_reactive(PoweroffCountdown.left, seconds)
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label(self._text(), id="countdown")
-            yield Label(f"The engine is stopped and the ledger is closed. Then: {self._command}",
-                        classes="detail")
-            yield Label("Press any key to cancel (the engine stays stopped).", classes="detail")
-
-    def on_mount(self) -> None:
-        self.set_interval(1.0, self._tick)
-
-    def _text(self) -> str:
-        return f"Powering off in {self.left} s"
-
-    def _tick(self) -> None:
-        self.left -= 1
-        if self.left <= 0:
-            self.dismiss(True)
-
-    def watch_left(self) -> None:
-        if self.is_mounted:
-            self.query_one("#countdown", Label).update(self._text())
-
-    def on_key(self, event: events.Key) -> None:
-        event.stop()
-        event.prevent_default()
-        self.dismiss(False)
-
-    def on_click(self, event: events.Click) -> None:
-        event.stop()
-        self.dismiss(False)
