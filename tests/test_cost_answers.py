@@ -55,7 +55,7 @@ def test_unknown_readings_and_the_text():
 
 
 async def test_each_answer_in_the_console_shows_its_estimated_cost(monkeypatch, port):
-    app, sup, _ = _demo(monkeypatch, port, timeout="10m", warn="1m")
+    app, sup, _ = await _demo(monkeypatch, port, timeout="10m", warn="1m")
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: sup.status.state is EngineState.READY, timeout=30)
         await wait_until(pilot, lambda: not app.chat.prompt.disabled and app.runtime.latest is not None)

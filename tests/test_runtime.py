@@ -239,7 +239,7 @@ async def test_attached_never_stops_and_says_the_watchdog_is_off():
     rt, sup, clock, seen = make(cfg, sup=FakeSupervisor(attached=True))
     await ticks(rt, clock, 20)
     assert not sup.stops and rt.ledger is None
-    assert seen[-1].watchdog == "off: attached server" and seen[-1].idle_text == "idle stop off (attached)"
+    assert seen[-1].watchdog == "off: attached server" and seen[-1].idle_text == "no guard: idle stop off (attached)"
     await rt.close("signal")
     assert not sup.stops
     assert not ledger_mod.default_path().exists()  # nothing recorded for a server we did not start

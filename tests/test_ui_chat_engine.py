@@ -186,7 +186,8 @@ async def test_the_guards_engine_outlives_the_console_however_it_ends(monkeypatc
 
     async def run_headless(self):
         async with self.run_test() as pilot:
-            await wait_until(pilot, lambda: self.supervisor.status.state is EngineState.READY, timeout=30)
+            await wait_until(pilot, lambda: self.supervisor is not None
+                             and self.supervisor.status.state is EngineState.READY, timeout=30)
             pids.append(self.supervisor.status.pid)
             _on_signal(self)
 

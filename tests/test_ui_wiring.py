@@ -63,7 +63,8 @@ async def test_panes_header_warning_snooze_stop_now_and_restart_keep_the_chat(mo
         await wait_until(pilot, lambda: sup.status.state is EngineState.STOPPED, timeout=15)
         assert sup.status.stop_reason == "idle"
         await wait_until(pilot, lambda: "press F5 to restart" in app.chat.blocked)
-        assert "stopped (idle)" in _header(app) and app.chat.prompt.disabled
+        await wait_until(pilot, lambda: "stopped (idle)" in _header(app))  # the guard's next snapshot
+        assert app.chat.prompt.disabled
         await pilot.press("f5")
         await wait_until(pilot, lambda: sup.status.state is EngineState.READY, timeout=30)
         await wait_until(pilot, lambda: not app.chat.prompt.disabled)

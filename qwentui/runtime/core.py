@@ -72,7 +72,7 @@ class RuntimeSnapshot:
     def idle_text(self) -> str:
         """Header text: the countdown, what keeps the engine alive, or why the watchdog is off."""
         if self.watchdog.startswith("off: attached"):
-            return "idle stop off (attached)"
+            return "no guard: idle stop off (attached)"
         if self.watchdog == GUARD_GONE:
             return "no guard: nothing stops the engine"
         return self.idle.describe()
