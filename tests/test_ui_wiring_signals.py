@@ -1,6 +1,6 @@
 """A real `qwentui --demo` on a pty, as over SSH: the console is a client of the guard.
 
-SIGTERM, SIGHUP, SIGINT sent with kill and a closed pty end the console only; the guard
+SIGTERM, SIGHUP, SIGINT sent with kill, kill -9 and a closed pty end the console only; the guard
 and its engine go on, and the guard's idle stop still fires on time (the SSH-drop test).
 A closed pty never hangs the console (issue 16 #1): 30 closes, 0 hangs.
 """
@@ -47,8 +47,8 @@ def _hang_up(app: PtyProcess) -> None:
     app.master = os.open(os.devnull, os.O_RDONLY)  # for app.close()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT, "hangup"],
-                         ids=["term", "hup", "int", "pty-closed"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGKILL, "hangup"],
+                         ids=["term", "hup", "int", "kill-9", "pty-closed"])
 def test_signals_end_the_console_and_leave_the_guard_running(sig, tmp_path):
     port = free_port()
     app, env = _console(tmp_path, port)
