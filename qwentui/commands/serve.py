@@ -45,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = cli.load_config(args)
     changes: dict[str, Any] = {}
-    if args.stop_grace:
+    if args.stop_grace is not None:
         changes["stop_grace"] = config.parse_duration(args.stop_grace, "--stop-grace")
-    if args.startup_timeout:
+    if args.startup_timeout is not None:
         changes["startup_timeout"] = config.parse_duration(args.startup_timeout, "--startup-timeout")
     if changes:
         from qwentui.engine.argv import with_engine

@@ -33,7 +33,7 @@ def idle_settings(cfg: Any, args: argparse.Namespace) -> Any:
     from qwentui.config import parse_duration
 
     idle, changes = cfg.idle, {}
-    if getattr(args, "idle_timeout", None):
+    if getattr(args, "idle_timeout", None) is not None:  # "" is an error, not "unset"
         timeout = parse_duration(args.idle_timeout, "--idle-timeout")
         changes.update(timeout=timeout, enabled=True)
         if idle.warn_before >= timeout:  # a short timeout from the command line: warn for its last third
