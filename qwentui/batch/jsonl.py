@@ -11,6 +11,8 @@ small groups so a kill loses at most the last group (and `--resume` redoes those
 
 from __future__ import annotations
 
+import codecs
+import dataclasses
 import difflib
 import json
 import os
@@ -50,6 +52,7 @@ class BatchItem:
     messages: tuple = ()
     params: dict = field(default_factory=dict)  # per-line overrides, validated
     error: str | None = None  # set when the line cannot be sent
+    implicit: bool = False  # no usable "id" on the line: `id` was chosen by `number_implicit_ids`
 
     @property
     def key(self) -> str:
@@ -75,7 +78,7 @@ def read_input(path: str | Path) -> list[BatchItem]:
         raise UsageError(f"input is a directory, not a JSONL file: {path}") from None
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    items = parse_lines(raw.decode("utf-8", errors="replace").splitlines())
+    items = parse_bytes(raw)
     if not items:
         raise UsageError(f"{path} has no requests (empty input); expected JSON lines like "
                          '{"id": 1, "prompt": "..."}')
@@ -83,9 +86,46 @@ def read_input(path: str | Path) -> list[BatchItem]:
     return items
 
 
+def parse_bytes(raw: bytes) -> list[BatchItem]:
+    """INPUT's bytes → items. Lines end at b"\n" only (JSON strings may hold U+2028, U+0085 ...);
+    a line that is not UTF-8 is an error item, never sent with replacement characters."""
+    items = []
+    for number, chunk in enumerate(raw.split(b"\n"), 1):
+        if number == 1 and chunk.startswith(codecs.BOM_UTF8):
+            chunk = chunk[len(codecs.BOM_UTF8):]
+        try:
+            text = chunk.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            items.append(BatchItem(id=number, line=number, implicit=True, error=(
+                f"line {number}: not valid UTF-8 (byte 0x{chunk[exc.start]:02x} at column {exc.start + 1})")))
+            continue
+        if text.strip():
+            items.append(parse_line(text, number))
+    return number_implicit_ids(items)
+
+
 def parse_lines(lines: Iterable[str]) -> list[BatchItem]:
     """One item per non-blank line; line numbers start at 1."""
-    return [parse_line(text, number) for number, text in enumerate(lines, 1) if text.strip()]
+    items = [parse_line(text, number) for number, text in enumerate(lines, 1) if text.strip()]
+    return number_implicit_ids(items)
+
+
+def number_implicit_ids(items: list[BatchItem]) -> list[BatchItem]:
+    """A line without an id gets its line number, or "line-N" when an explicit id already
+    is that number: implicit ids never collide with explicit ones (same input, same ids)."""
+    taken = {item.key for item in items if not item.implicit}
+    out = []
+    for item in items:
+        if item.implicit:
+            ident: Any = item.line
+            suffix = 0
+            while id_key(ident) in taken:
+                suffix += 1
+                ident = f"line-{item.line}" + (f"-{suffix}" if suffix > 1 else "")
+            taken.add(id_key(ident))
+            item = dataclasses.replace(item, id=ident)
+        out.append(item)
+    return out
 
 
 def check_unique(items: list[BatchItem], path: Path | str) -> None:
@@ -101,18 +141,22 @@ def parse_line(text: str, number: int) -> BatchItem:
     try:
         obj = json.loads(text)
     except ValueError as exc:
-        return BatchItem(id=number, line=number, error=f"line {number}: invalid JSON ({exc.msg} at column {exc.colno})")
+        return BatchItem(id=number, line=number, implicit=True,
+                         error=f"line {number}: invalid JSON ({exc.msg} at column {exc.colno})")
     if not isinstance(obj, dict):
-        return BatchItem(id=number, line=number, error=f"line {number}: expected a JSON object, got {type(obj).__name__}")
+        return BatchItem(id=number, line=number, implicit=True,
+                         error=f"line {number}: expected a JSON object, got {type(obj).__name__}")
+    implicit = "id" not in obj
     ident = obj.get("id", number)
     if isinstance(ident, bool) or not isinstance(ident, (str, int)):
-        return BatchItem(id=number, line=number, error=f"line {number}: id must be a string or an integer")
+        return BatchItem(id=number, line=number, implicit=True,
+                         error=f"line {number}: id must be a string or an integer")
     try:
         messages = _messages(obj, number)
         params = _params(obj, number)
     except ValueError as exc:
-        return BatchItem(id=ident, line=number, error=str(exc))
-    return BatchItem(id=ident, line=number, messages=messages, params=params)
+        return BatchItem(id=ident, line=number, implicit=implicit, error=str(exc))
+    return BatchItem(id=ident, line=number, messages=messages, params=params, implicit=implicit)
 
 
 def _messages(obj: dict, number: int) -> tuple:
