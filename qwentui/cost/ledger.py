@@ -210,6 +210,9 @@ class Ledger:
         except sqlite3.Error as exc:
             self.close()
             raise _classify(self.path, exc) from None
+        except OSError as exc:  # read-only state dir, a directory where the file should be, ...
+            self.close()
+            raise LedgerError(f"cannot use ledger {self.path}: {exc.strerror or exc}") from None
         except BaseException:
             self.close()
             raise
