@@ -212,7 +212,7 @@ class BatchJob:
     def __init__(self, cfg: Config, opts: JobOptions, *, out: TextIO | None = None, err: TextIO | None = None,
                  tty: bool | None = None) -> None:
         self.cfg, self.opts = cfg, opts
-        self.out, self.err = out or sys.stdout, err or sys.stderr
+        self.out, self.err = SafeStream(out or sys.stdout), SafeStream(err or sys.stderr)
         self.tty = self.err.isatty() if tty is None else tty
         self.runner: BatchRunner | None = None
         self.interrupted = False
@@ -361,8 +361,35 @@ class BatchJob:
         book.close_ledger(reason)
 
 
+class SafeStream:
+    """stdout/stderr that a dropped SSH session cannot turn into an exception: after a hang-up
+    writes fail with EIO/EPIPE, and the batch must still stop the engine and save its output."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except (OSError, ValueError):  # ValueError: the stream was closed
+            return 0
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def isatty(self) -> bool:
+        try:
+            return self.stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+
 class _signals:
-    """SIGINT/SIGTERM call `handler` inside the loop (clean stop) instead of raising."""
+    """SIGINT/SIGTERM/SIGHUP call `handler` inside the loop (clean stop) instead of raising;
+    SIGHUP is a dropped SSH session: the same clean stop as SIGTERM."""
 
     def __init__(self, handler: Callable[[], None]) -> None:
         self.handler = handler
@@ -370,7 +397,7 @@ class _signals:
 
     def __enter__(self) -> "_signals":
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             try:
                 loop.add_signal_handler(sig, self.handler)
                 self.installed.append(sig)
