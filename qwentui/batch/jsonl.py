@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import difflib
+import fcntl
 import json
 import os
 import time
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qwentui.errors import UsageError
+from qwentui.errors import QwentuiError, UsageError
 
 # Per-line parameters and their checks; anything else on a line is an error (typos
 # such as "max_token" would otherwise be silently ignored by the engine).
@@ -243,6 +244,46 @@ def _replace_atomically(path: Path, lines: list[bytes]) -> None:
     os.replace(tmp, path)
 
 
+class OutputLock:
+    """One batch per OUT: an flock on a hidden `.OUT.lock` beside it (a sidecar, because
+    --resume replaces OUT itself). The kernel drops the lock when its holder dies, even by
+    kill -9, so a stale file never blocks; the holder's pid is written into it for the refusal."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.path = out.with_name(f".{out.name}.lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        while self._fd is None:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+                os.close(fd)
+                raise QwentuiError(f"{self.out} is in use by another qwentui batch (pid {holder}); wait "
+                                   "for it to finish or write to another file") from None
+            if self._same_file(fd):
+                self._fd = fd
+            else:  # its holder finished and removed it between our open and our lock: again
+                os.close(fd)
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"{os.getpid()}\n".encode())
+
+    def _same_file(self, fd: int) -> bool:
+        try:
+            return os.stat(self.path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            self.path.unlink(missing_ok=True)  # before unlocking: a waiter then retries on a new file
+            os.close(fd)
+
+
 class OutputWriter:
     """Appends JSON lines to OUT; flush+fsync every `every` lines or `interval` seconds.
 
@@ -255,14 +296,26 @@ class OutputWriter:
         self.path = Path(path)
         self.every, self.interval, self._clock = every, interval, clock
         self.done: set[str] = set()
-        self._fh = self._open(resume, overwrite)
+        self._lock = OutputLock(self.path)
+        self._fh = self._locked_open(resume, overwrite)
         self._pending = 0
         self._last_sync = clock()
         self.written = 0
 
-    def _open(self, resume: bool, overwrite: bool):
+    def _locked_open(self, resume: bool, overwrite: bool):
         if self.path.is_dir():
             raise UsageError(f"output is a directory: {self.path}")
+        try:
+            self._lock.acquire()
+        except OSError as exc:
+            raise UsageError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        try:
+            return self._open(resume, overwrite)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open(self, resume: bool, overwrite: bool):
         try:
             if resume:
                 self.done, keep, rewrite = load_for_resume(self.path)
@@ -295,3 +348,4 @@ class OutputWriter:
         if not self._fh.closed:
             self.sync()
             self._fh.close()
+        self._lock.release()
