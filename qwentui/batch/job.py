@@ -223,6 +223,12 @@ class BatchJob:
         print(f"qwentui: {text}", file=self.err, flush=True)
 
     async def run(self) -> int:
+        if self.opts.then == "poweroff":  # a command that cannot run fails now, not after the work
+            from qwentui.idle.actions import check_poweroff
+
+            note = check_poweroff(self.cfg.idle.poweroff_command)
+            if note:
+                self.say(note)
         items = read_input(self.opts.input)
         writer = OutputWriter(self.opts.output, resume=self.opts.resume, overwrite=self.opts.overwrite)
         try:
