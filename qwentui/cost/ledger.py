@@ -28,7 +28,8 @@ from qwentui.errors import QwentuiError, UsageError
 
 FILE_NAME = "ledger.sqlite3"
 SIM_FILE_NAME = "ledger-sim.sqlite3"
-STOP_REASONS = ("user", "idle", "budget", "crash", "signal", "batch-done", "recovered")
+# "timeout": the engine was stopped because its start-up took longer than engine.startup_timeout.
+STOP_REASONS = ("user", "idle", "budget", "crash", "signal", "batch-done", "recovered", "timeout")
 
 _V1 = """
 CREATE TABLE sessions (
