@@ -341,7 +341,8 @@ class BatchJob:
                                timeout=self.opts.timeout)
         sender = Sender(engine.base_url, api_key=engine.api_key, model=engine.model, timeout=self.opts.timeout)
         self.runner = BatchRunner(items, writer, sender.send, model=engine.model, options=options,
-                                  cache=cache, engine_problem=engine.problem)
+                                  cache=cache, engine_problem=engine.problem,
+                                  warn=lambda text: self.say(f"warning: {text}"))
         printer = ProgressPrinter(self.err, tty=self.tty, price=book.price, currency=book.currency,
                                   cost=book.cost)
         ticker = asyncio.create_task(self._tick(printer, book))
