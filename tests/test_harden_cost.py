@@ -32,12 +32,11 @@ def sim_cfg(**cost):
                                            "overrides": {"--sim-cold-start": "0.2s"}}, "cost": cost})
 
 
-async def test_serve_with_the_simulator_records_the_console_s_simulated_price(no_gpu):
-    from qwentui.cost.prices import table_price
+async def serve_briefly(cfg) -> int:
+    """`qwentui serve` in process (hooks installed as the command does): ready, a few ticks, stop."""
     from qwentui.runtime.headless import install
     from qwentui.runtime.serve import ServeSession
 
-    cfg = sim_cfg()
     session = ServeSession(cfg, out=open(os.devnull, "w"), tick=0.2)
     install(session, argparse.Namespace())
     running = asyncio.ensure_future(session.run())
@@ -47,26 +46,21 @@ async def test_serve_with_the_simulator_records_the_console_s_simulated_price(no
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.6)  # a few ticks while ready
     session.request_stop("user")
-    assert await running == 0
+    return await running
+
+
+async def test_serve_with_the_simulator_records_the_console_s_simulated_price(no_gpu):
+    from qwentui.cost.prices import table_price
+
+    cfg = sim_cfg()
+    assert await serve_briefly(cfg) == 0
     [row] = Ledger(path_for("sim"), read_only=True).sessions()
     assert row.gpu_model == "T4 (SIMULATED)" and row.gpu_class == "T4"
     assert row.price_per_hour == table_price(cfg, "T4") and row.cost is not None and row.cost > 0
 
 
 async def test_serve_with_a_configured_price_keeps_it(no_gpu):
-    from qwentui.runtime.headless import install
-    from qwentui.runtime.serve import ServeSession
-
-    session = ServeSession(sim_cfg(price_per_hour=2.5), out=open(os.devnull, "w"), tick=0.2)
-    install(session, argparse.Namespace())
-    running = asyncio.ensure_future(session.run())
-    for _ in range(200):
-        if session.sup.status.state.value == "ready":
-            break
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.4)
-    session.request_stop("user")
-    await running
+    assert await serve_briefly(sim_cfg(price_per_hour=2.5)) == 0
     [row] = Ledger(path_for("sim"), read_only=True).sessions()
     assert row.price_per_hour == Decimal("2.5") and "SIMULATED" not in row.gpu_model
 
