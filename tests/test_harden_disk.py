@@ -177,3 +177,33 @@ def fill_last_page(path) -> None:
         assert exc.errno == errno.ENOSPC
     finally:
         os.close(fd)
+
+
+def test_batch_output_on_a_full_disk_stops_cleanly_and_resume_finishes(tmp_path, capsys):
+    import json
+    import subprocess
+
+    from qwentui.cli import main
+    from qwentui.cost.ledger import Ledger, path_for
+    from tests.conftest import free_port
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[engine]\nkind = "sim"\nport = {free_port()}\nstop_grace = "3s"\n'
+                   'overrides = {"--sim-cold-start" = "0.2s", "--sim-tokens-per-s" = 4000}\n')
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": i, "prompt": "q", "max_tokens": 64}) + "\n" for i in range(150)))
+    with small_tmpfs(tmp_path / "disk", size="48k") as disk:
+        out = disk / "out.jsonl"
+        code = main(["--config", str(cfg), "batch", str(src), "-o", str(out), "--concurrency", "8"])
+        err = capsys.readouterr().err
+        assert code == 1 and "Traceback" not in err and "internal error" not in err, err
+        errors = [line for line in err.splitlines() if line.startswith("qwentui: error:")]
+        assert errors == [f"qwentui: error: cannot write {out}: No space left on device; the answers before "
+                          "this one are saved: make room, then continue with --resume"]
+        assert not (disk / ".out.jsonl.lock").exists()
+        [row] = Ledger(path_for("sim"), read_only=True).sessions()
+        assert not row.open  # the engine was stopped and the row closed
+        subprocess.run(["mount", "-o", "remount,size=4m", str(disk)], check=True)
+        assert main(["--config", str(cfg), "batch", str(src), "-o", str(out), "--resume"]) == 0
+        ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+        assert sorted(ids) == list(range(150))

@@ -284,11 +284,16 @@ class OutputLock:
             os.close(fd)
 
 
+class OutputError(QwentuiError):
+    """OUT cannot be written any more (a full disk): the batch stops, what is on disk stays."""
+
+
 class OutputWriter:
     """Appends JSON lines to OUT; flush+fsync every `every` lines or `interval` seconds.
 
     Without `resume` an existing non-empty OUT is refused unless `overwrite`, so that a
-    re-run of the same command cannot wipe hours of results.
+    re-run of the same command cannot wipe hours of results. The first failed write (a full
+    disk) sets `error` and raises OutputError; later writes raise it again at once.
     """
 
     def __init__(self, path: str | Path, *, resume: bool = False, overwrite: bool = False,
@@ -301,6 +306,7 @@ class OutputWriter:
         self._pending = 0
         self._last_sync = clock()
         self.written = 0
+        self.error: str | None = None
 
     def _locked_open(self, resume: bool, overwrite: bool):
         if self.path.is_dir():
@@ -330,22 +336,43 @@ class OutputWriter:
             raise UsageError(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
     def write(self, record: dict) -> None:
-        self._fh.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
+        if self.error is not None:
+            raise OutputError(self.error)
+        try:
+            self._fh.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
+        except OSError as exc:
+            self._failed(exc)
         self.written += 1
         self._pending += 1
         if self._pending >= self.every or self._clock() - self._last_sync >= self.interval:
             self.sync()
 
     def sync(self) -> None:
-        if self._pending == 0 or self._fh.closed:
+        if self._pending == 0 or self._fh.closed or self.error is not None:
             return
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        try:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as exc:
+            self._failed(exc)
         self._pending = 0
         self._last_sync = self._clock()
 
+    def _failed(self, exc: OSError) -> None:
+        self.error = (f"cannot write {self.path}: {exc.strerror or exc}; the answers before this one are "
+                      "saved: make room, then continue with --resume")
+        raise OutputError(self.error) from None
+
     def close(self) -> None:
-        if not self._fh.closed:
-            self.sync()
-            self._fh.close()
-        self._lock.release()
+        """Sync and close; never raises (a failure is in `error`) and always unlocks OUT."""
+        try:
+            if not self._fh.closed:
+                self.sync()
+        except OutputError:
+            pass
+        finally:
+            try:
+                self._fh.close()
+            except OSError:
+                pass  # the buffered tail could not be written: `error` says so (a cut line is dropped by --resume)
+            self._lock.release()

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from qwentui.chat import client as chat
-from qwentui.batch.jsonl import BatchItem, OutputWriter
+from qwentui.batch.jsonl import BatchItem, OutputError, OutputWriter
 from qwentui.cache import CachedAnswer, CacheStats, NullCache, PromptCache
 
 # params that go into the request body as-is (thinking is handled separately)
@@ -285,10 +285,14 @@ class BatchRunner:
             raise
         finally:
             self._ended = self._clock()
-            self.writer.sync()
-        for task in self._workers:
-            if not task.cancelled() and task.exception() is not None:
-                raise task.exception()
+            try:
+                self.writer.sync()
+            except OutputError:
+                pass  # raised below by the worker that hit it first
+        errors = [task.exception() for task in self._workers if not task.cancelled()]  # all retrieved
+        for error in errors:
+            if error is not None:
+                raise error
         return self.result()
 
     def stop(self) -> None:
@@ -296,6 +300,12 @@ class BatchRunner:
         self._stopping = True
         for task in self._workers:
             task.cancel()
+
+    def _stop_others(self) -> None:
+        me = asyncio.current_task()
+        for task in self._workers:
+            if task is not me:
+                task.cancel()
 
     def progress(self) -> Progress:
         n = self._n
@@ -327,6 +337,9 @@ class BatchRunner:
                 except _OutOfFiles:  # this worker's connection is one too many: give the item back
                     self._requeued.append(item)
                     return
+                except OutputError:  # OUT is full: nothing more can be saved, stop the others
+                    self._stop_others()
+                    raise
         finally:
             self._workers_left -= 1  # the last worker never retires (see _out_of_files)
 
