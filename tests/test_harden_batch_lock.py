@@ -74,3 +74,10 @@ def test_a_batch_never_stops_an_engine_it_did_not_start(tmp_path, capsys):
         assert serve.finish() == 0
     finally:
         serve.kill()
+
+
+def test_a_device_as_out_needs_no_lock(tmp_path):
+    writer = OutputWriter("/dev/null", overwrite=True)
+    writer.write({"id": 1, "content": "x"})
+    writer.close()
+    assert not os.path.exists("/dev/.null.lock")

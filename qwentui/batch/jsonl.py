@@ -255,6 +255,8 @@ class OutputLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        if self.out.exists() and not self.out.is_file():
+            return  # /dev/stdout, a FIFO: nothing two batches could share by name
         while self._fd is None:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
