@@ -154,6 +154,19 @@ class UiConfig:
 
 
 @dataclass(frozen=True)
+class FleetConfig:
+    workers: list = opt([], "Engine URLs served behind SGLang's model gateway `smg`, e.g. ['http://box-a:30000'].")
+    host: str = opt("127.0.0.1", "Address the gateway binds; anything but loopback requires fleet.api_key.")
+    port: int = opt(30080, "TCP port of the gateway's OpenAI-compatible API.")
+    metrics_port: int = opt(29000, "Port of the gateway's Prometheus /metrics, always bound to 127.0.0.1.")
+    policy: str = opt("cache_aware", "smg routing policy.", choices=("cache_aware", "round_robin", "power_of_two",
+                                                                     "least_load", "random"))
+    api_key: str = opt("", "Key the workers want (smg sends it to them and requires it from clients).", secret=True)
+    startup_timeout: float = duration("2m", "Give up when the gateway has not registered every worker by then.")
+    stop_grace: float = duration("10s", "Wait this long after SIGTERM before SIGKILL (smg drains for ~5s).")
+
+
+@dataclass(frozen=True)
 class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
@@ -162,6 +175,7 @@ class Config:
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     ui: UiConfig = field(default_factory=UiConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
     source: str = field(default="defaults", compare=False)
 
 
@@ -173,6 +187,7 @@ SECTIONS: dict[str, type] = {
     "telemetry": TelemetryConfig,
     "cache": CacheConfig,
     "ui": UiConfig,
+    "fleet": FleetConfig,
 }
 
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
@@ -267,6 +282,19 @@ def _validate(cfg: Config, where: _Where) -> None:
         raise ConfigError(f"{where('chat', 'max_tokens')} must be greater than zero")
     if cfg.cache.max_entries <= 0:
         raise ConfigError(f"{where('cache', 'max_entries')} must be greater than zero")
+    _validate_fleet(cfg.fleet, where)
+
+
+def _validate_fleet(f: FleetConfig, where: _Where) -> None:
+    for key in ("port", "metrics_port"):
+        if not 1 <= getattr(f, key) <= 65535:
+            raise ConfigError(f"{where('fleet', key)} must be an integer 1-65535, got {getattr(f, key)!r}")
+    if f.port == f.metrics_port:
+        raise ConfigError(f"{where('fleet', 'metrics_port')} must differ from fleet.port ({f.port})")
+    if not _is_host(f.host):
+        raise ConfigError(f"{where('fleet', 'host')} must be an IP address or 'localhost', got {f.host!r}")
+    if not all(isinstance(w, str) and w.strip() for w in f.workers):
+        raise ConfigError(f"{where('fleet', 'workers')} must be a list of URLs like 'http://box-a:30000'")
 
 
 def _is_host(host: str) -> bool:

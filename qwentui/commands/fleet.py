@@ -1,0 +1,132 @@
+"""`qwentui fleet --worker URL …`: several engines behind SGLang's model gateway `smg`.
+
+Starts `smg` as a supervised child in front of the workers (or `fleet.workers`), prints the
+gateway's URL once every worker is registered, and runs until Ctrl+C / SIGTERM / SIGHUP,
+then stops the gateway (never the workers: they are other boxes' engines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+EPILOG = """\
+examples:
+  qwentui fleet --worker http://box-a:30000 --worker http://box-b:30000
+  qwentui --attach http://127.0.0.1:30080                       # chat through the fleet
+  qwentui batch prompts.jsonl -o out.jsonl --attach http://127.0.0.1:30080
+needs:  pip install 'qwentui[fleet]'   (SGLang's model gateway, the `smg` binary)
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fleet", help="put several engines behind SGLang's model gateway (smg)",
+                       description="Start SGLang's model gateway `smg` in front of several engines and\n"
+                       "serve one OpenAI-compatible endpoint until Ctrl+C.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--worker", action="append", metavar="URL", default=None,
+                   help="an engine's base URL (repeatable; default: fleet.workers)")
+    p.add_argument("--port", dest="fleet_port", type=int, metavar="N", help="gateway port (default fleet.port, 30080)")
+    p.add_argument("--metrics-port", type=int, metavar="N",
+                   help="gateway Prometheus port on 127.0.0.1 (default fleet.metrics_port, 29000)")
+    p.add_argument("--policy", choices=("cache_aware", "round_robin", "power_of_two", "least_load", "random"),
+                   help="routing policy (default fleet.policy, cache_aware)")
+    p.set_defaults(func=run)
+
+
+def fleet_config(cfg, args: argparse.Namespace):
+    """fleet settings with the flags applied (a bad port is a UsageError naming the flag)."""
+    from qwentui.errors import UsageError
+
+    changes = {}
+    for flag, dest, key in (("--port", "fleet_port", "port"), ("--metrics-port", "metrics_port", "metrics_port")):
+        value = getattr(args, dest, None)
+        if value is not None:
+            if not 1 <= value <= 65535:
+                raise UsageError(f"{flag} must be an integer 1-65535, got {value}")
+            changes[key] = value
+    if getattr(args, "policy", None):
+        changes["policy"] = args.policy
+    fleet = dataclasses.replace(cfg.fleet, **changes)
+    if fleet.port == fleet.metrics_port:
+        raise UsageError(f"the gateway port and its metrics port are both {fleet.port}; choose two ports")
+    return fleet
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from qwentui import cli
+    from qwentui.engine import gateway
+
+    cfg = cli.load_config(args)
+    fleet = fleet_config(cfg, args)
+    smg = gateway.require_smg()
+    workers = gateway.normalize_workers(args.worker or fleet.workers)
+    return asyncio.run(serve(fleet, workers, smg))
+
+
+async def serve(fleet, workers: list[str], smg: str) -> int:
+    import asyncio
+    import signal
+    import sys
+
+    from qwentui.engine import gateway
+
+    def say(text: str) -> None:
+        print(f"qwentui: {text}", file=sys.stderr, flush=True)
+
+    model = gateway.check_one_model(await gateway.worker_models(workers, fleet.api_key))
+    gw = gateway.Gateway(fleet, workers, smg=smg)
+    gw.check()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+    say(f"starting smg for {len(workers)} workers ({model or 'model unknown'}); log: {gw.log_path}")
+    try:
+        if not await _first(gw.start(), stop.wait()):
+            say("interrupted during start-up")
+            return 130
+        print(gw.base_url, flush=True)
+        say(f"fleet ready at {gw.base_url} ({len(workers)} workers, policy {fleet.policy}); "
+            f"metrics {gw.metrics_url}")
+        say(f"chat: qwentui --attach {gw.base_url}    batch: qwentui batch IN -o OUT --attach {gw.base_url}")
+        exited = asyncio.create_task(_until_exit(gw))
+        await _first(exited, stop.wait())
+        if gw.status.state == "crashed":
+            say(f"error: {gw.status.error}")
+            return 1
+        return 0
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        await gw.stop()
+        say("gateway stopped" + (f"; {gw.status.error}" if gw.status.error and gw.status.state != "crashed" else ""))
+
+
+async def _until_exit(gw) -> None:
+    import asyncio
+
+    while gw.status.state == "ready":
+        await asyncio.sleep(0.2)
+
+
+async def _first(main, other) -> bool:
+    """Run `main` until done (True, its exception raised) or until `other` finishes first (False)."""
+    import asyncio
+
+    main_task, other_task = asyncio.ensure_future(main), asyncio.ensure_future(other)
+    try:
+        await asyncio.wait([main_task, other_task], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        other_task.cancel()
+    if main_task.done():
+        main_task.result()
+        return True
+    main_task.cancel()
+    try:
+        await main_task
+    except asyncio.CancelledError:
+        pass
+    return False
