@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", dest="fleet_port", type=int, metavar="N", help="gateway port (default fleet.port, 30080)")
     p.add_argument("--metrics-port", type=int, metavar="N",
                    help="gateway Prometheus port on 127.0.0.1 (default fleet.metrics_port, 29000)")
-    p.add_argument("--policy", choices=("cache_aware", "round_robin", "power_of_two", "least_load", "random"),
-                   help="routing policy (default fleet.policy, cache_aware)")
+    p.add_argument("--policy", choices=("round_robin", "cache_aware", "power_of_two", "least_load", "random"),
+                   help="routing policy (default fleet.policy, round_robin)")
     p.set_defaults(func=run)
 
 
