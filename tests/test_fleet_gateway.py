@@ -1,0 +1,133 @@
+"""The gateway child and `qwentui fleet`: argv, bad input, rejection reasons, bounded stop."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+
+import httpx
+import psutil
+import pytest
+
+from qwentui import cli, config
+from qwentui.config import FleetConfig
+from qwentui.engine import gateway
+from qwentui.errors import ConfigError, UsageError
+from tests.conftest import free_port
+from tests.simproc import running_sim
+
+needs_smg = pytest.mark.skipif(gateway.find_smg() is None, reason="smg not installed: pip install 'qwentui[fleet]'")
+
+
+def test_argv_keeps_metrics_on_loopback_and_passes_workers():
+    fleet = FleetConfig(host="127.0.0.1", port=31000, metrics_port=31001)
+    argv = gateway.build_argv("/x/smg", fleet, ["http://a:1", "http://b:2"])
+    assert argv[:2] == ["/x/smg", "launch"]
+    assert argv[argv.index("--worker-urls") + 1:argv.index("--worker-urls") + 3] == ["http://a:1", "http://b:2"]
+    assert argv[argv.index("--prometheus-host") + 1] == "127.0.0.1"
+    assert argv[argv.index("--prometheus-port") + 1] == "31001"
+    assert "--api-key" not in argv
+
+
+def test_workers_are_normalized_and_duplicates_refused():
+    assert gateway.normalize_workers(["http://a:1/v1/", "http://b:2"]) == ["http://a:1", "http://b:2"]
+    with pytest.raises(UsageError, match="listed twice"):
+        gateway.normalize_workers(["http://a:1", "http://a:1/v1"])
+    with pytest.raises(UsageError, match="not an http"):
+        gateway.normalize_workers(["a:1"])
+    with pytest.raises(UsageError, match="no workers"):
+        gateway.normalize_workers([])
+
+
+def test_mixed_models_refused():
+    assert gateway.check_one_model({"http://a:1": "Qwen/Qwen3-1.7B", "http://b:1": None}) == "Qwen/Qwen3-1.7B"
+    with pytest.raises(UsageError, match="different models"):
+        gateway.check_one_model({"http://a:1": "Qwen/Qwen3-1.7B", "http://b:1": "Qwen/Qwen3-0.6B"})
+
+
+def test_fleet_config_section(tmp_path):
+    cfg = config.from_mapping({"fleet": {"workers": ["http://box-a:30000"], "port": 30100}})
+    assert cfg.fleet.workers == ["http://box-a:30000"] and cfg.fleet.port == 30100
+    with pytest.raises(ConfigError, match="fleet.metrics_port"):
+        config.from_mapping({"fleet": {"port": 29000}})
+    with pytest.raises(ConfigError, match="fleet.workers"):
+        config.from_mapping({"fleet": {"workers": [1]}})
+
+
+def test_smg_missing_is_one_line_exit_2(monkeypatch, capsys):
+    monkeypatch.setattr(gateway, "find_smg", lambda: None)
+    assert cli.main(["fleet", "--worker", "http://127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["qwentui: error: the fleet needs SGLang's model gateway `smg`, which is not installed: "
+                   "pip install 'qwentui[fleet]'"]
+
+
+def test_duplicate_worker_exit_2(capsys):
+    assert cli.main(["fleet", "--worker", "http://127.0.0.1:9", "--worker", "http://127.0.0.1:9/"]) == 2
+    assert "listed twice" in capsys.readouterr().err
+
+
+def test_unreachable_worker_exit_2(monkeypatch, capsys):
+    monkeypatch.setattr(gateway, "find_smg", lambda: "/bin/true")
+    assert cli.main(["fleet", "--worker", f"http://127.0.0.1:{free_port()}"]) == 2
+    assert "worker not reachable" in capsys.readouterr().err
+
+
+def test_mixed_models_exit_2(monkeypatch, capsys):
+    monkeypatch.setattr(gateway, "find_smg", lambda: "/bin/true")
+    with running_sim() as a, running_sim("--served-model-name", "other") as b:
+        assert cli.main(["fleet", "--worker", a.base_url, "--worker", b.base_url]) == 2
+    assert "different models" in capsys.readouterr().err
+
+
+@pytest.fixture
+def not_an_engine():
+    """A plain HTTP file server: it answers, but 404 on /health and /v1/models."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@needs_smg
+async def test_gateway_shows_why_it_rejects_a_worker(not_an_engine, tmp_path):
+    with running_sim() as sim:
+        fleet = FleetConfig(port=free_port(), metrics_port=free_port(), stop_grace=5.0)
+        gw = gateway.Gateway(fleet, [sim.base_url, not_an_engine], log_path=tmp_path / "gw.log")
+        with pytest.raises(gateway.WorkerRejected) as info:
+            await gw.start()
+    assert info.value.exit_code == 2
+    assert f"the gateway rejected worker {not_an_engine}" in info.value.message
+    assert "404" in info.value.message
+    assert gw.status.state == "crashed" and gw.pids() == []
+
+
+@needs_smg
+async def test_gateway_ready_routes_and_stops_bounded(tmp_path):
+    with running_sim() as a, running_sim() as b:
+        fleet = FleetConfig(port=free_port(), metrics_port=free_port(), stop_grace=8.0)
+        gw = gateway.Gateway(fleet, [a.base_url, b.base_url], log_path=tmp_path / "gw.log")
+        await gw.start()
+        try:
+            assert gw.status.state == "ready"
+            pid = gw.status.pid
+            async with httpx.AsyncClient(timeout=10) as client:
+                r = await client.post(gw.base_url + "/v1/chat/completions",
+                                      json={"model": "Qwen/Qwen3-1.7B", "max_tokens": 4,
+                                            "messages": [{"role": "user", "content": "hi"}]})
+                assert r.status_code == 200 and r.json()["choices"]
+                metrics = await client.get(gw.metrics_url)
+                assert "smg_worker_health" in metrics.text
+            for conn in psutil.Process(pid).net_connections(kind="inet"):
+                if conn.status == psutil.CONN_LISTEN:
+                    assert conn.laddr.ip == "127.0.0.1"  # API and Prometheus: loopback only
+        finally:
+            await gw.stop()
+    assert gw.status.state == "stopped" and not psutil.pid_exists(pid)
