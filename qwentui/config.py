@@ -164,6 +164,7 @@ class FleetConfig:
     policy: str = opt("round_robin", "smg routing policy; 'cache_aware' suits long shared prompts.",
                       choices=("round_robin", "cache_aware", "power_of_two", "least_load", "random"))
     api_key: str = opt("", "Key the workers want (smg sends it to them and requires it from clients).", secret=True)
+    health_interval: float = duration("5s", "How often smg probes each worker's /ready; 2 misses mark it down.")
     startup_timeout: float = duration("2m", "Give up when the gateway has not registered every worker by then.")
     stop_grace: float = duration("10s", "Wait this long after SIGTERM before SIGKILL (smg drains for ~5s).")
 

@@ -42,8 +42,8 @@ def workers():
 
 
 class Fleet:
-    def __init__(self, proc: subprocess.Popen, url: str, out: Path, err: Path) -> None:
-        self.proc, self.url, self.out, self.err = proc, url, out, err
+    def __init__(self, proc: subprocess.Popen, url: str, metrics_url: str, out: Path, err: Path) -> None:
+        self.proc, self.url, self.metrics_url, self.out, self.err = proc, url, metrics_url, out, err
 
     def smg_pids(self) -> list[int]:
         try:
@@ -68,9 +68,10 @@ def start_fleet(tmp_path: Path, urls: list[str], *extra: str) -> Fleet:
     argv = [sys.executable, "-m", "qwentui", "fleet", "--port", str(port), "--metrics-port", str(metrics), *extra]
     for url in urls:
         argv += ["--worker", url]
+    env = {**os.environ, "QWENTUI_FLEET_HEALTH_INTERVAL": "1s"}  # the gateway notices a dead worker in ~2 s
     with open(out, "w") as fo, open(err, "w") as fe:
-        proc = subprocess.Popen(argv, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL, start_new_session=True)
-    return Fleet(proc, f"http://127.0.0.1:{port}", out, err)
+        proc = subprocess.Popen(argv, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+    return Fleet(proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics}/metrics", out, err)
 
 
 @pytest.fixture
@@ -129,6 +130,26 @@ async def _kill_after(sim, out: Path, lines: int) -> None:
     os.kill(sim.pid, signal.SIGKILL)
 
 
+async def _fleet_view_shows_down(f: Fleet, urls: list[str], dead: str) -> None:
+    from qwentui.telemetry.fleet import FleetSampler
+
+    sampler = FleetSampler(f.url, f.metrics_url, urls)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            snap = await sampler.sample()
+            rows = {r.url: r for r in snap.rows}
+            if rows[dead].gateway_up is False or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        await sampler.aclose()
+    assert rows[dead].gateway_up is False and not rows[dead].up and not rows[dead].reachable
+    assert all(rows[u].up and rows[u].gateway_up for u in urls if u != dead)
+    assert snap.up_count == 2 and snap.gateway.requests_total >= 450
+    assert all(r.cost == "cost unknown" for r in snap.rows)
+
+
 async def test_three_workers_beat_one_and_survive_a_kill(workers, fleet, tmp_path):
     one = await run_batch(tmp_path, workers[0].base_url, 96, "one")
     f = fleet()
@@ -143,6 +164,7 @@ async def test_three_workers_beat_one_and_survive_a_kill(workers, fleet, tmp_pat
     assert [line for line in lines if "error" in line] == []
     assert len(ids) == len(set(ids)) == 150  # 0 lost, 0 duplicated
     assert code == 0
+    await _fleet_view_shows_down(f, [w.base_url for w in workers], workers[2].base_url)
 
     smg = f.smg_pids()
     assert smg, "smg should run as the fleet command's child"

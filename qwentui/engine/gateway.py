@@ -147,6 +147,10 @@ def build_argv(smg: str, fleet: FleetConfig, workers: Sequence[str]) -> list[str
             "--policy", fleet.policy, "--prometheus-host", "127.0.0.1", "--prometheus-port", str(fleet.metrics_port),
             "--worker-startup-timeout-secs", str(max(1, int(fleet.startup_timeout))),
             "--worker-startup-check-interval", "1",
+            # SGLang's /health runs a generation; /ready is its cheap check. smg's default is /health
+            # every 60 s with 3 misses, i.e. minutes of routing to a dead box.
+            "--health-check-endpoint", "/ready", "--health-check-interval-secs", str(max(1, int(fleet.health_interval))),
+            "--health-failure-threshold", "2",
             "--shutdown-grace-period-secs", str(max(1, int(fleet.stop_grace))), "--log-level", "info"]
     if fleet.api_key:
         argv += ["--api-key", fleet.api_key]
