@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="gateway Prometheus port on 127.0.0.1 (default fleet.metrics_port, 29000)")
     p.add_argument("--policy", choices=("round_robin", "cache_aware", "power_of_two", "least_load", "random"),
                    help="routing policy (default fleet.policy, round_robin)")
+    p.add_argument("--console", action="store_true",
+                   help="open the console on the gateway, with the fleet view in place of the GPU pane")
     p.set_defaults(func=run)
 
 
@@ -63,10 +65,27 @@ def run(args: argparse.Namespace) -> int:
     fleet = fleet_config(cfg, args)
     smg = gateway.require_smg()
     workers = gateway.normalize_workers(args.worker or fleet.workers)
-    return asyncio.run(serve(fleet, workers, smg))
+    console = _console_builder(args) if args.console else None
+    return asyncio.run(serve(fleet, workers, smg, console=console))
 
 
-async def serve(fleet, workers: list[str], smg: str) -> int:
+def _console_builder(args: argparse.Namespace):
+    """A function gateway → (app, supervisor): the console attached to the gateway with a fleet pane."""
+    def build(gw):
+        from qwentui.commands import console
+        from qwentui.telemetry.fleet import FleetSampler
+        from qwentui.ui.widgets.fleet import FleetPane
+
+        ns = argparse.Namespace(**{**vars(args), "attach": gw.base_url})
+        app, supervisor = console.build(ns)
+        sampler = FleetSampler(gw.base_url, gw.metrics_url, gw.workers, api_key=gw.fleet.api_key)
+        app.fleet_pane = FleetPane(sampler, id="fleet")
+        return app, supervisor
+
+    return build
+
+
+async def serve(fleet, workers: list[str], smg: str, console=None) -> int:
     import asyncio
     import signal
     import sys
@@ -88,10 +107,13 @@ async def serve(fleet, workers: list[str], smg: str) -> int:
         if not await _first(gw.start(), stop.wait()):
             say("interrupted during start-up")
             return 130
-        print(gw.base_url, flush=True)
+        if console is None:
+            print(gw.base_url, flush=True)  # stdout: the one thing a script needs
         say(f"fleet ready at {gw.base_url} ({len(workers)} workers, policy {fleet.policy}); "
             f"metrics {gw.metrics_url}")
         say(f"chat: qwentui --attach {gw.base_url}    batch: qwentui batch IN -o OUT --attach {gw.base_url}")
+        if console is not None:
+            return await _run_console(console, gw, loop)
         exited = asyncio.create_task(_until_exit(gw))
         await _first(exited, stop.wait())
         if gw.status.state == "crashed":
@@ -103,6 +125,17 @@ async def serve(fleet, workers: list[str], smg: str) -> int:
             loop.remove_signal_handler(sig)
         await gw.stop()
         say("gateway stopped" + (f"; {gw.status.error}" if gw.status.error and gw.status.state != "crashed" else ""))
+
+
+async def _run_console(build, gw, loop) -> int:
+    import signal
+
+    from qwentui.commands.console import _run as run_console  # the console's own run loop and cleanup
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.remove_signal_handler(sig)  # the console installs its own (quit = stop the gateway too)
+    app, supervisor = build(gw)
+    return int(await run_console(app, supervisor) or 0)
 
 
 async def _until_exit(gw) -> None:
