@@ -98,6 +98,7 @@ class EngineConfig:
     startup_timeout: float = duration("10m", "Give up on start-up after this long.")
     stop_grace: float = duration("15s", "Wait this long after SIGTERM before SIGKILL.")
     autostart: bool = opt(True, "Start the engine when the console opens.")
+    gpus: Any = opt(1, "GPUs for one SGLang server: 1, N (--dp-size N: one replica per GPU) or \"all\".", gpus=True)
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,8 @@ def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
             return parse_duration(value, key=where)
         except ConfigError as exc:
             raise ConfigError(str(exc)) from None
+    if f.metadata.get("gpus"):
+        return gpus_setting(value, where)
     kind = f.type if isinstance(f.type, type) else {"str": str, "int": int, "float": float,
                                                     "bool": bool, "list": list, "dict": dict}[f.type]
     ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
@@ -247,6 +250,17 @@ def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
     choices = f.metadata.get("choices")
     if choices and value not in choices:
         raise ConfigError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def gpus_setting(value: Any, where: str = "engine.gpus") -> Any:
+    """engine.gpus: a whole number >= 1 or "all" (a digit string from the environment counts)."""
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return "all"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where} must be a whole number of GPUs (1, 2, ...) or \"all\", got {value!r}")
     return value
 
 

@@ -129,11 +129,11 @@ class CostBook:
 
     def __init__(self, cfg: Config, engine: EngineHandle, say: Callable[[str], Any],
                  clock: Callable[[], float] = time.time) -> None:
-        from qwentui.cost.prices import price_per_hour
+        from qwentui.cost.prices import box_price
 
         self.cfg, self.say, self._clock = cfg, say, clock
-        self.gpu_model, self.gpu_class = _gpu()
-        self.price: Decimal | None = price_per_hour(cfg, self.gpu_class)
+        self.gpu_model, self.gpu_class, count = _gpu()
+        self.price: Decimal | None = box_price(cfg, self.gpu_class, count)
         self.currency = cfg.cost.currency
         self.since = engine.started_at or clock()
         self.ledger: Any = None
@@ -196,11 +196,15 @@ class CostBook:
             self.ledger, self.session = None, None
 
 
-def _gpu() -> tuple[str | None, str | None]:
-    from qwentui.telemetry.nvml import detect_gpu_name, gpu_class
+def _gpu() -> tuple[str | None, str | None, int]:
+    """First GPU's name and class, and how many GPUs the box has (each one bills)."""
+    from qwentui.telemetry.nvml import gpu_class, probe
 
-    name = detect_gpu_name()
-    return name, (gpu_class(name) if name else None)
+    gpus = probe().gpus
+    name = gpus[0].name if gpus else None
+    if len(gpus) > 1:
+        return f"{len(gpus)}x {name}", gpu_class(name), len(gpus)
+    return name, (gpu_class(name) if name else None), 1
 
 
 # ------------------------------------------------------------------ the job
