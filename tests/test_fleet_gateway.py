@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.server
+import os
+import signal
+import sys
 import threading
+import time
 
 import httpx
 import psutil
@@ -131,3 +136,63 @@ async def test_gateway_ready_routes_and_stops_bounded(tmp_path):
         finally:
             await gw.stop()
     assert gw.status.state == "stopped" and not psutil.pid_exists(pid)
+
+
+FAKE_SMG = r'''
+import json, signal, sys, http.server
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # like a gateway that keeps draining: needs SIGKILL
+argv = sys.argv[1:]
+port = int(argv[argv.index("--port") + 1])
+workers = argv[argv.index("--worker-urls") + 1:argv.index("--policy")]
+print("starting: api_key=" + argv[argv.index("--api-key") + 1], flush=True)
+print("INFO smg::server: Starting router on 127.0.0.1:%d" % port, flush=True)
+
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"workers": [{"url": w, "is_healthy": True} for w in workers]}).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+'''
+
+
+async def test_stop_escalates_to_sigkill_and_masks_the_key(tmp_path):
+    script = tmp_path / "smg"
+    script.write_text(f"#!{sys.executable}\n{FAKE_SMG}")
+    script.chmod(0o755)
+    secret = "sk-fleet-secret-0123456789"
+    fleet = FleetConfig(port=free_port(), metrics_port=free_port(), stop_grace=0.5, api_key=secret)
+    phases = []
+    gw = gateway.Gateway(fleet, ["http://127.0.0.1:1"], smg=str(script), log_path=tmp_path / "gw.log",
+                         on_status=lambda st: phases.append(st.phase))
+    await gw.start()
+    pid = gw.status.pid
+    assert gw.status.state == "ready" and phases[:3] == ["launching", "registering workers", "ready"]
+    started = time.monotonic()
+    await gw.stop()
+    assert time.monotonic() - started < 0.5 + 3.0  # grace, then SIGKILL: bounded
+    assert gw.status.state == "stopped" and not psutil.pid_exists(pid)
+    log = (tmp_path / "gw.log").read_text()
+    assert secret not in log and "SIGKILL" in log
+
+
+async def test_gateway_that_dies_after_ready_is_crashed(tmp_path):
+    script = tmp_path / "smg"
+    script.write_text(f"#!{sys.executable}\n{FAKE_SMG}")
+    script.chmod(0o755)
+    fleet = FleetConfig(port=free_port(), metrics_port=free_port(), stop_grace=0.5, api_key="k" * 12)
+    gw = gateway.Gateway(fleet, ["http://127.0.0.1:1"], smg=str(script), log_path=tmp_path / "gw.log")
+    await gw.start()
+    os.kill(gw.status.pid, signal.SIGKILL)
+    for _ in range(100):
+        if gw.status.state == "crashed":
+            break
+        await asyncio.sleep(0.02)
+    assert gw.status.state == "crashed" and "code -9" in gw.status.error
+    await gw.stop()
