@@ -165,6 +165,8 @@ class FleetConfig:
     policy: str = opt("round_robin", "smg routing policy; 'cache_aware' suits long shared prompts.",
                       choices=("round_robin", "cache_aware", "power_of_two", "least_load", "random"))
     api_key: str = opt("", "Key the workers want (smg sends it to them and requires it from clients).", secret=True)
+    prices: dict = opt({}, "Price per hour of each worker's box by URL, e.g. {'http://box-a:30000' = 1.8}; "
+                       "the ledger records one session per worker at this price.")
     health_interval: float = duration("5s", "How often smg probes each worker's /ready; 2 misses mark it down.")
     startup_timeout: float = duration("2m", "Give up when the gateway has not registered every worker by then.")
     stop_grace: float = duration("10s", "Wait this long after SIGTERM before SIGKILL (smg drains for ~5s).")
@@ -312,6 +314,9 @@ def _validate_fleet(f: FleetConfig, where: _Where) -> None:
         raise ConfigError(f"{where('fleet', 'host')} must be an IP address or 'localhost', got {f.host!r}")
     if not all(isinstance(w, str) and w.strip() for w in f.workers):
         raise ConfigError(f"{where('fleet', 'workers')} must be a list of URLs like 'http://box-a:30000'")
+    for url, price in f.prices.items():
+        if isinstance(price, bool) or not isinstance(price, (int, float)) or not 0 < price < float("inf"):
+            raise ConfigError(f"{where('fleet.prices', url)} must be a price greater than zero, got {price!r}")
 
 
 def _is_host(host: str) -> bool:

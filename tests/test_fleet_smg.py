@@ -68,7 +68,9 @@ def start_fleet(tmp_path: Path, urls: list[str], *extra: str) -> Fleet:
     argv = [sys.executable, "-m", "qwentui", "fleet", "--port", str(port), "--metrics-port", str(metrics), *extra]
     for url in urls:
         argv += ["--worker", url]
-    env = {**os.environ, "QWENTUI_FLEET_HEALTH_INTERVAL": "1s"}  # the gateway notices a dead worker in ~2 s
+    # the gateway notices a dead worker in ~2 s; the ledger beats every second; worker 0 has a price
+    env = {**os.environ, "QWENTUI_FLEET_HEALTH_INTERVAL": "1s", "QWENTUI_COST_HEARTBEAT": "1s",
+           "QWENTUI_FLEET_PRICES": f'{{ "{urls[0]}" = 1.8 }}'}
     with open(out, "w") as fo, open(err, "w") as fe:
         proc = subprocess.Popen(argv, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL, start_new_session=True, env=env)
     return Fleet(proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics}/metrics", out, err)
@@ -172,3 +174,19 @@ async def test_three_workers_beat_one_and_survive_a_kill(workers, fleet, tmp_pat
     assert not [p for p in smg if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     with pytest.raises(httpx.HTTPError):
         httpx.get(f.url + "/health", timeout=1)
+    _ledger_has_a_session_per_worker([w.base_url for w in workers])
+
+
+def _ledger_has_a_session_per_worker(urls: list[str]) -> None:
+    from decimal import Decimal
+
+    from qwentui.cost.ledger import Ledger, path_for
+
+    with Ledger(path_for("sim"), read_only=True) as ledger:  # the workers are simulators
+        rows = {r.gpu_model: r for r in ledger.sessions()}
+    assert set(rows) == {f"worker {u}" for u in urls}
+    assert all(r.stop and r.stop_reason == "signal" for r in rows.values())
+    assert rows[f"worker {urls[0]}"].price_per_hour == Decimal("1.8")
+    assert rows[f"worker {urls[1]}"].price_per_hour is None  # unknown: "cost unknown"
+    assert sum(r.requests for r in rows.values()) >= 450 - 30  # the fleet's batches (the killed one lost its tail)
+    assert all(r.tokens_out > 0 for r in rows.values())

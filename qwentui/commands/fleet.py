@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     smg = gateway.require_smg()
     workers = gateway.normalize_workers(args.worker or fleet.workers)
     console = _console_builder(args) if args.console else None
-    return asyncio.run(serve(fleet, workers, smg, console=console))
+    return asyncio.run(serve(fleet, workers, smg, console=console, cfg=cfg))
 
 
 def _console_builder(args: argparse.Namespace):
@@ -78,14 +78,24 @@ def _console_builder(args: argparse.Namespace):
 
         ns = argparse.Namespace(**{**vars(args), "attach": gw.base_url})
         app, supervisor = console.build(ns)
-        sampler = FleetSampler(gw.base_url, gw.metrics_url, gw.workers, api_key=gw.fleet.api_key)
+        sampler = FleetSampler(gw.base_url, gw.metrics_url, gw.workers, api_key=gw.fleet.api_key,
+                               costs=cost_labels(gw.fleet, gw.workers, app.cfg.cost.currency))
         app.fleet_pane = FleetPane(sampler, id="fleet")
         return app, supervisor
 
     return build
 
 
-async def serve(fleet, workers: list[str], smg: str, console=None) -> int:
+def cost_labels(fleet, workers: list[str], currency: str) -> dict[str, str]:
+    from qwentui.cost.fleetbook import worker_prices
+    from qwentui.cost.prices import symbol
+    from qwentui.telemetry.fleet import cost_label
+
+    prices = worker_prices(fleet.prices, workers)
+    return {url: cost_label(None if p is None else float(p), symbol(currency)) for url, p in prices.items()}
+
+
+async def serve(fleet, workers: list[str], smg: str, console=None, cfg=None) -> int:
     import asyncio
     import signal
     import sys
@@ -102,11 +112,13 @@ async def serve(fleet, workers: list[str], smg: str, console=None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
+    books = None
     say(f"starting smg for {len(workers)} workers ({model or 'model unknown'}); log: {gw.log_path}")
     try:
         if not await _first(gw.start(), stop.wait()):
             say("interrupted during start-up")
             return 130
+        books = await Books.open(cfg, gw, say)  # before the URL is out: counts start at zero
         if console is None:
             print(gw.base_url, flush=True)  # stdout: the one thing a script needs
         say(f"fleet ready at {gw.base_url} ({len(workers)} workers, policy {fleet.policy}); "
@@ -123,8 +135,67 @@ async def serve(fleet, workers: list[str], smg: str, console=None) -> int:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        if books is not None:
+            await books.close("crash" if gw.status.state == "crashed" else "signal" if stop.is_set() else "user")
         await gw.stop()
         say("gateway stopped" + (f"; {gw.status.error}" if gw.status.error and gw.status.state != "crashed" else ""))
+
+
+class Books:
+    """The ledger's side of the fleet: one session per worker, heartbeated every cost.heartbeat."""
+
+    def __init__(self, book, sampler, interval: float, say) -> None:
+        import asyncio
+
+        self.book, self.sampler, self.say = book, sampler, say
+        self._task = asyncio.create_task(self._beat(interval))
+
+    @classmethod
+    async def open(cls, cfg, gw, say):
+        from qwentui.config import Config
+        from qwentui.cost.fleetbook import FleetBook, worker_prices
+        from qwentui.cost.ledger import Ledger, path_for
+        from qwentui.engine.gateway import all_simulated
+        from qwentui.errors import QwentuiError
+        from qwentui.telemetry.fleet import FleetSampler
+
+        cfg = cfg or Config()
+        kind = "sim" if await all_simulated(gw.workers, gw.fleet.api_key) else "sglang"
+        prices = worker_prices(gw.fleet.prices, gw.workers)
+        try:
+            ledger = Ledger(path_for(kind))
+            book = FleetBook(ledger, gw.workers, prices, currency=cfg.cost.currency, kind=kind)
+        except QwentuiError as exc:
+            say(f"warning: ledger unavailable, the fleet's cost is not recorded: {exc.message}")
+            return None
+        sampler = FleetSampler(gw.base_url, gw.metrics_url, gw.workers, api_key=gw.fleet.api_key)
+        books = cls(book, sampler, cfg.cost.heartbeat, say)
+        await books._record()  # each worker's counters now are the sessions' zero
+        return books
+
+    async def _beat(self, interval: float) -> None:
+        import asyncio
+
+        while True:
+            await asyncio.sleep(interval)
+            await self._record()
+
+    async def _record(self) -> None:
+        from qwentui.errors import QwentuiError
+
+        try:
+            self.book.record(await self.sampler.sample())
+        except QwentuiError as exc:
+            self.say(f"warning: ledger heartbeat failed: {exc.message}")
+
+    async def close(self, reason: str) -> None:
+        self._task.cancel()
+        await self._record()  # the last counts before the sessions close
+        await self.sampler.aclose()
+        try:
+            self.book.close(reason)
+        finally:
+            self.book.ledger.close()
 
 
 async def _run_console(build, gw, loop) -> int:

@@ -129,6 +129,21 @@ async def _model_of(client: httpx.AsyncClient, url: str) -> tuple[str | None, st
         return None, None
 
 
+async def all_simulated(urls: Sequence[str], api_key: str = "", timeout: float = 3.0) -> bool:
+    """True when every worker is qwentui's simulator (its /server_info says so): the sim ledger."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    async with httpx.AsyncClient(headers=headers, timeout=timeout, trust_env=False) as client:
+        found = await asyncio.gather(*(_simulated(client, url) for url in urls))
+    return bool(found) and all(found)
+
+
+async def _simulated(client: httpx.AsyncClient, url: str) -> bool:
+    try:
+        return (await client.get(f"{url}/server_info")).json().get("simulated") is True
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return False
+
+
 def check_one_model(models: dict[str, str | None]) -> str | None:
     """The fleet's single model; workers serving different models → UsageError."""
     by_model: dict[str, list[str]] = {}

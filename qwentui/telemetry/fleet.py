@@ -54,6 +54,9 @@ class WorkerRow:
     model: str = ""
     error: str = ""
     cost: str = COST_UNKNOWN
+    prompt_tokens_total: Maybe[float] = NA  # the worker's own counters, for the ledger
+    generation_tokens_total: Maybe[float] = NA
+    requests_total: Maybe[float] = NA
 
     @property
     def up(self) -> bool:
@@ -109,21 +112,32 @@ async def scrape_gateway(client: httpx.AsyncClient, metrics_url: str, timeout: f
     return parse_gateway(response.text)
 
 
-def row(url: str, m: metrics.EngineMetrics, gw: GatewayCounters) -> WorkerRow:
+def row(url: str, m: metrics.EngineMetrics, gw: GatewayCounters, cost: str = COST_UNKNOWN) -> WorkerRow:
     gateway_up = gw.health.get(url) if gw.available else None
     if not m.available:
-        return WorkerRow(url, False, gateway_up, error=m.error, in_flight=gw.in_flight.get(url, NA))
+        return WorkerRow(url, False, gateway_up, error=m.error, in_flight=gw.in_flight.get(url, NA), cost=cost)
     kv = m.token_usage * 100 if m.token_usage is not NA else NA
     return WorkerRow(url, True, gateway_up, m.running, m.queued, kv, m.gen_throughput,
-                     gw.in_flight.get(url, NA), m.model_name)
+                     gw.in_flight.get(url, NA), m.model_name, cost=cost,
+                     prompt_tokens_total=m.prompt_tokens_total, generation_tokens_total=m.generation_tokens_total,
+                     requests_total=m.requests_total)
+
+
+def cost_label(price: float | None, currency_symbol: str = "") -> str:
+    """A configured box price (fleet.prices); the idle countdown stays unknown without its guard."""
+    if price is None:
+        return COST_UNKNOWN
+    return f"{currency_symbol}{price:g}/h (fleet.prices); idle unknown"
 
 
 class FleetSampler:
     """Polls every worker and the gateway; `sample()` returns one FleetSnapshot."""
 
     def __init__(self, gateway_url: str, metrics_url: str, workers: Sequence[str], *, api_key: str = "",
-                 timeout: float = 1.5, clock: Callable[[], float] = time.time) -> None:
+                 timeout: float = 1.5, clock: Callable[[], float] = time.time,
+                 costs: dict[str, str] | None = None) -> None:
         self.gateway_url, self.metrics_url, self.workers = gateway_url, metrics_url, list(workers)
+        self.costs = costs or {}
         self.timeout, self._clock = timeout, clock
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(headers=headers, trust_env=False)
@@ -132,7 +146,7 @@ class FleetSampler:
         gw, *scrapes = await asyncio.gather(
             scrape_gateway(self._client, self.metrics_url, self.timeout),
             *(metrics.scrape(self._client, url, timeout=self.timeout, histograms=False) for url in self.workers))
-        rows = tuple(row(url, m, gw) for url, m in zip(self.workers, scrapes))
+        rows = tuple(row(url, m, gw, self.costs.get(url, COST_UNKNOWN)) for url, m in zip(self.workers, scrapes))
         return FleetSnapshot(self._clock(), self.gateway_url, rows, gw)
 
     async def aclose(self) -> None:
