@@ -17,6 +17,7 @@ import httpx
 from common import MODEL, Ctx, Figure, free_port, running_sim
 
 RATE = 4000  # tok/s, as in figures/chat.py: ~230 SSE chunks/s through the gateway
+SMALL = 30  # one-token requests per path for the per-request overhead
 
 
 def run(ctx: Ctx) -> list[Figure]:
@@ -27,13 +28,16 @@ def run(ctx: Ctx) -> list[Figure]:
                        "(pip install 'qwentui[fleet]')")]
     tokens, rounds = ctx.pick(8000, 20000), ctx.pick(2, 3)
     with running_sim(tokens_per_s=RATE) as sim:
-        direct, through, chunks = asyncio.run(_measure(ctx, sim.base_url, tokens, rounds))
+        direct, through, chunks, small = asyncio.run(_measure(ctx, sim.base_url, tokens, rounds))
     return [Figure("fleet.gateway_overhead", through / direct, "x", 1.10, "<=",
                    f"chat stream through smg {through:.2f}s vs direct {direct:.2f}s; {tokens} tok at "
-                   f"{RATE} tok/s, {chunks} SSE chunks, best of {rounds}")]
+                   f"{RATE} tok/s, {chunks} SSE chunks, best of {rounds}"),
+            Figure("fleet.request_overhead", (small[1] - small[0]) * 1000, "ms",
+                   note=f"median 1-token answer through smg {small[1] * 1000:.1f} ms vs direct "
+                   f"{small[0] * 1000:.1f} ms ({SMALL} each)")]
 
 
-async def _measure(ctx: Ctx, worker: str, tokens: int, rounds: int) -> tuple[float, float, int]:
+async def _measure(ctx: Ctx, worker: str, tokens: int, rounds: int) -> tuple[float, float, int, tuple]:
     from qwentui.config import FleetConfig
     from qwentui.engine.gateway import Gateway
 
@@ -49,9 +53,24 @@ async def _measure(ctx: Ctx, worker: str, tokens: int, rounds: int) -> tuple[flo
             direct.append(seconds)
             seconds, _ = await raw_stream(gw.base_url, tokens)
             through.append(seconds)
-        return min(direct), min(through), chunks
+        small = (await _small(worker), await _small(gw.base_url))
+        return min(direct), min(through), chunks, small
     finally:
         await gw.stop()
+
+
+async def _small(base_url: str) -> float:
+    """Median wall time of SMALL non-streaming one-token answers on one keep-alive connection."""
+    import statistics
+
+    body = {"model": MODEL, "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}
+    times = []
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, trust_env=False) as client:
+        for _ in range(SMALL):
+            t0 = time.perf_counter()
+            (await client.post("/v1/chat/completions", json=body)).raise_for_status()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 async def raw_stream(base_url: str, tokens: int) -> tuple[float, int]:
