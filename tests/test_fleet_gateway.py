@@ -86,6 +86,20 @@ def test_mixed_models_exit_2(monkeypatch, capsys):
 
 
 @pytest.fixture
+async def gateways():
+    """Build Gateways through this; whatever a test leaves running is stopped here."""
+    made: list[gateway.Gateway] = []
+
+    def make(*args, **kw) -> gateway.Gateway:
+        made.append(gateway.Gateway(*args, **kw))
+        return made[-1]
+
+    yield make
+    for gw in made:
+        await gw.stop(grace=1.0)
+
+
+@pytest.fixture
 def not_an_engine():
     """A plain HTTP file server: it answers, but 404 on /health and /v1/models."""
 
@@ -102,10 +116,10 @@ def not_an_engine():
 
 
 @needs_smg
-async def test_gateway_shows_why_it_rejects_a_worker(not_an_engine, tmp_path):
+async def test_gateway_shows_why_it_rejects_a_worker(not_an_engine, gateways, tmp_path):
     with running_sim() as sim:
         fleet = FleetConfig(port=free_port(), metrics_port=free_port(), stop_grace=5.0)
-        gw = gateway.Gateway(fleet, [sim.base_url, not_an_engine], log_path=tmp_path / "gw.log")
+        gw = gateways(fleet, [sim.base_url, not_an_engine], log_path=tmp_path / "gw.log")
         with pytest.raises(gateway.WorkerRejected) as info:
             await gw.start()
     assert info.value.exit_code == 2
@@ -115,26 +129,24 @@ async def test_gateway_shows_why_it_rejects_a_worker(not_an_engine, tmp_path):
 
 
 @needs_smg
-async def test_gateway_ready_routes_and_stops_bounded(tmp_path):
+async def test_gateway_ready_routes_and_stops_bounded(gateways, tmp_path):
     with running_sim() as a, running_sim() as b:
         fleet = FleetConfig(port=free_port(), metrics_port=free_port(), stop_grace=8.0)
-        gw = gateway.Gateway(fleet, [a.base_url, b.base_url], log_path=tmp_path / "gw.log")
+        gw = gateways(fleet, [a.base_url, b.base_url], log_path=tmp_path / "gw.log")
         await gw.start()
-        try:
-            assert gw.status.state == "ready"
-            pid = gw.status.pid
-            async with httpx.AsyncClient(timeout=10) as client:
-                r = await client.post(gw.base_url + "/v1/chat/completions",
-                                      json={"model": "Qwen/Qwen3-1.7B", "max_tokens": 4,
-                                            "messages": [{"role": "user", "content": "hi"}]})
-                assert r.status_code == 200 and r.json()["choices"]
-                metrics = await client.get(gw.metrics_url)
-                assert "smg_worker_health" in metrics.text
-            for conn in psutil.Process(pid).net_connections(kind="inet"):
-                if conn.status == psutil.CONN_LISTEN:
-                    assert conn.laddr.ip == "127.0.0.1"  # API and Prometheus: loopback only
-        finally:
-            await gw.stop()
+        assert gw.status.state == "ready"
+        pid = gw.status.pid
+        async with httpx.AsyncClient(timeout=10) as client:
+            r = await client.post(gw.base_url + "/v1/chat/completions",
+                                  json={"model": "Qwen/Qwen3-1.7B", "max_tokens": 4,
+                                        "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code == 200 and r.json()["choices"]
+            metrics = await client.get(gw.metrics_url)
+            assert "smg_worker_health" in metrics.text
+        for conn in psutil.Process(pid).net_connections(kind="inet"):
+            if conn.status == psutil.CONN_LISTEN:
+                assert conn.laddr.ip == "127.0.0.1"  # API and Prometheus: loopback only
+        await gw.stop()  # the fixture would too; here the stop itself is checked
     assert gw.status.state == "stopped" and not psutil.pid_exists(pid)
 
 
@@ -162,14 +174,14 @@ http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
 '''
 
 
-async def test_stop_escalates_to_sigkill_and_masks_the_key(tmp_path):
+async def test_stop_escalates_to_sigkill_and_masks_the_key(gateways, tmp_path):
     script = tmp_path / "smg"
     script.write_text(f"#!{sys.executable}\n{FAKE_SMG}")
     script.chmod(0o755)
     secret = "sk-fleet-secret-0123456789"
     fleet = FleetConfig(port=free_port(), metrics_port=free_port(), stop_grace=0.5, api_key=secret)
     phases = []
-    gw = gateway.Gateway(fleet, ["http://127.0.0.1:1"], smg=str(script), log_path=tmp_path / "gw.log",
+    gw = gateways(fleet, ["http://127.0.0.1:1"], smg=str(script), log_path=tmp_path / "gw.log",
                          on_status=lambda st: phases.append(st.phase))
     await gw.start()
     pid = gw.status.pid
@@ -182,12 +194,12 @@ async def test_stop_escalates_to_sigkill_and_masks_the_key(tmp_path):
     assert secret not in log and "SIGKILL" in log
 
 
-async def test_gateway_that_dies_after_ready_is_crashed(tmp_path):
+async def test_gateway_that_dies_after_ready_is_crashed(gateways, tmp_path):
     script = tmp_path / "smg"
     script.write_text(f"#!{sys.executable}\n{FAKE_SMG}")
     script.chmod(0o755)
     fleet = FleetConfig(port=free_port(), metrics_port=free_port(), stop_grace=0.5, api_key="k" * 12)
-    gw = gateway.Gateway(fleet, ["http://127.0.0.1:1"], smg=str(script), log_path=tmp_path / "gw.log")
+    gw = gateways(fleet, ["http://127.0.0.1:1"], smg=str(script), log_path=tmp_path / "gw.log")
     await gw.start()
     os.kill(gw.status.pid, signal.SIGKILL)
     for _ in range(100):

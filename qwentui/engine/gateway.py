@@ -196,6 +196,7 @@ class Gateway:
         self._rejected: list[str] = []
         self._probe_failures: dict[str, tuple[int, str]] = {}
         self._waiter: asyncio.Task | None = None
+        self._stopped: asyncio.subprocess.Process | None = None  # the process stop() already finished
         host = _connect_host(fleet.host)
         self._status = GatewayStatus("stopped", "", f"http://{host}:{fleet.port}", tuple(self.workers))
 
@@ -349,7 +350,7 @@ class Gateway:
         """SIGTERM → fleet.stop_grace → SIGKILL the group and every remembered process."""
         grace = self.fleet.stop_grace if grace is None else grace
         proc = self._proc
-        if proc is None:
+        if proc is None or proc is self._stopped:
             return
         if self._status.state not in ("crashed", "stopped"):
             self._set(state="stopping")
@@ -375,6 +376,7 @@ class Gateway:
         if self._status.state != "crashed":
             self._set(state="stopped", phase="", pid=None, exit_code=proc.returncode,
                       error=f"processes still alive: {[p.pid for p in left]}" if left else None)
+        self._stopped = proc
         self._sink.close()
 
     def _set(self, **changes) -> None:
