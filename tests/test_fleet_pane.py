@@ -115,3 +115,23 @@ def test_snapshot_fleet_80x24(snap_compare):
 
 def test_snapshot_fleet_120x40(snap_compare):
     assert snap_compare(_Host(), terminal_size=(120, 40))
+
+
+async def test_console_shows_the_fleet_pane_in_place_of_the_gpu_pane():
+    from qwentui.ui.app import make_app
+    from qwentui.ui.widgets.gpu import GpuPane
+    from tests.test_runtime import cfg_with, make
+
+    cfg = cfg_with()
+    rt, sup, _clock, _seen = make(cfg)
+    app = make_app(cfg, supervisor=sup, runtime=rt)
+    app.fleet_pane = FleetPane(_Sampler(), interval=0.05, id="fleet")  # what `qwentui fleet --console` sets
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(40):
+            await pilot.pause(0.05)
+            if app.query_one(FleetPane).snapshot is not None:
+                break
+        assert not app.query(GpuPane)
+        pane = app.query_one(FleetPane)
+        assert pane.snapshot is SNAP and pane.region.width > 0  # on screen beside the chat at 120x40
+        assert [name for name, _ in app.side_panes()] == ["fleet", "cost"]  # F3 is the fleet pane

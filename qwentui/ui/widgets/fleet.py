@@ -105,7 +105,8 @@ class FleetPane(Vertical):
             self._show(self.snapshot)
 
     def _tick(self) -> None:
-        self.run_worker(self._sample(), group="fleet-sample", exclusive=True, exit_on_error=False)
+        # the function, not a coroutine: an exclusive worker replaced before it ran leaves none behind
+        self.run_worker(self._sample, group="fleet-sample", exclusive=True, exit_on_error=False)
 
     async def _sample(self) -> None:
         self.snapshot = await self.sampler.sample()
