@@ -153,6 +153,7 @@ class Books:
     @classmethod
     async def open(cls, cfg, gw, say):
         from qwentui.config import Config
+        from qwentui.cost.billing import Billing
         from qwentui.cost.fleetbook import FleetBook, worker_prices
         from qwentui.cost.ledger import Ledger, path_for
         from qwentui.engine.gateway import all_simulated
@@ -164,7 +165,8 @@ class Books:
         prices = worker_prices(gw.fleet.prices, gw.workers)
         try:
             ledger = Ledger(path_for(kind))
-            book = FleetBook(ledger, gw.workers, prices, currency=cfg.cost.currency, kind=kind)
+            book = FleetBook(ledger, gw.workers, prices, currency=cfg.cost.currency, kind=kind,
+                             billing=Billing.from_config(cfg))
         except QwentuiError as exc:
             say(f"warning: ledger unavailable, the fleet's cost is not recorded: {exc.message}")
             return None

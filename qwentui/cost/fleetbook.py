@@ -24,9 +24,11 @@ def worker_prices(prices: Mapping[str, Any], workers: Sequence[str]) -> dict[str
 
 class FleetBook:
     def __init__(self, ledger: Ledger, workers: Sequence[str], prices: Mapping[str, Decimal | None], *,
-                 currency: str = "CNY", kind: str = "sglang", at: float | None = None) -> None:
+                 currency: str = "CNY", kind: str = "sglang", billing: Any = None,
+                 at: float | None = None) -> None:
         self.ledger = ledger
-        self.sessions = {url: ledger.open_session(f"worker {url}", prices.get(url), kind, currency=currency, at=at)
+        self.sessions = {url: ledger.open_session(f"worker {url}", prices.get(url), kind, currency=currency,
+                                                  billing=billing, at=at)
                          for url in workers}
         self._base: dict[str, tuple[float, float, float]] = {}
         self._last: dict[str, tuple[int, int, int]] = {}
