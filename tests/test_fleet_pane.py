@@ -135,3 +135,23 @@ async def test_console_shows_the_fleet_pane_in_place_of_the_gpu_pane():
         pane = app.query_one(FleetPane)
         assert pane.snapshot is SNAP and pane.region.width > 0  # on screen beside the chat at 120x40
         assert [name for name, _ in app.side_panes()] == ["fleet", "cost"]  # F3 is the fleet pane
+
+
+async def test_hidden_fleet_tab_does_not_scrape_until_shown():
+    from qwentui.ui.app import make_app
+    from tests.test_runtime import cfg_with, make
+
+    cfg = cfg_with()
+    rt, sup, _clock, _seen = make(cfg)
+    app = make_app(cfg, supervisor=sup, runtime=rt)
+    sampler = _Sampler()
+    app.fleet_pane = FleetPane(sampler, interval=0.05, id="fleet")
+    async with app.run_test(size=(80, 24)) as pilot:  # narrow: side panes are tabs behind the chat
+        await pilot.pause(0.3)
+        assert sampler.calls == 0
+        await pilot.press("f3")
+        for _ in range(40):
+            await pilot.pause(0.05)
+            if sampler.calls:
+                break
+        assert sampler.calls >= 1 and app.query_one(FleetPane).snapshot is SNAP

@@ -104,7 +104,13 @@ class FleetPane(Vertical):
         if self.snapshot is not None:
             self._show(self.snapshot)
 
+    def on_show(self) -> None:
+        if self.sampler is not None:
+            self._tick()  # a hidden tab (80x24) does not sample: catch up when shown
+
     def _tick(self) -> None:
+        if not self.region:  # not on screen: no scrapes while idle in another tab
+            return
         # the function, not a coroutine: an exclusive worker replaced before it ran leaves none behind
         self.run_worker(self._sample, group="fleet-sample", exclusive=True, exit_on_error=False)
 
