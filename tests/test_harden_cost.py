@@ -22,9 +22,11 @@ from tests.conftest import free_port
 @pytest.fixture
 def no_gpu(monkeypatch):
     """Deterministic on a GPU box too: NVML sees no GPU."""
+    from types import SimpleNamespace
+
     import qwentui.telemetry.nvml as nvml
 
-    monkeypatch.setattr(nvml, "detect_gpu_name", lambda nvml=None: None)
+    monkeypatch.setattr(nvml, "probe", lambda nvml=None: SimpleNamespace(gpus=[]))
 
 
 def sim_cfg(**cost):

@@ -137,11 +137,11 @@ class CostBook:
     `cost.heartbeat`, so a kill -9 early in the run is recovered with the minutes it ran."""
 
     def __init__(self, cfg: Config, say: Callable[[str], Any], clock: Callable[[], float] = time.time) -> None:
-        from qwentui.cost.prices import price_per_hour
+        from qwentui.cost.prices import box_price
 
         self.cfg, self.say, self._clock = cfg, say, clock
-        self.gpu_model, self.gpu_class = _gpu(cfg)
-        self.price: Decimal | None = price_per_hour(cfg, self.gpu_class)
+        self.gpu_model, self.gpu_class, count = _gpu(cfg)
+        self.price: Decimal | None = box_price(cfg, self.gpu_class, count)
         self.billing = Billing.from_config(cfg)
         self.currency = cfg.cost.currency
         self.since = clock()
@@ -255,19 +255,23 @@ class CostBook:
             self.ledger, self.session = None, None
 
 
-def _gpu(cfg: Config) -> tuple[str | None, str | None]:
-    """GPU 0 and its class; the simulator on a box without one (and no configured price) is
-    priced as the console prices it: "T4 (SIMULATED)"."""
+def _gpu(cfg: Config) -> tuple[str | None, str | None, int]:
+    """First GPU's name and class, and how many GPUs the box has (each one bills); the
+    simulator on a box without one (and no configured price) is priced as the console
+    prices it: "T4 (SIMULATED)"."""
     from qwentui.cost.prices import table_price
     from qwentui.runtime.core import SIM_GPU_CLASS
-    from qwentui.telemetry.nvml import detect_gpu_name, gpu_class
+    from qwentui.telemetry.nvml import gpu_class, probe
 
-    name = detect_gpu_name()
+    gpus = probe().gpus
+    name = gpus[0].name if gpus else None
+    if len(gpus) > 1:
+        return f"{len(gpus)}x {name}", gpu_class(name), len(gpus)
     if name:
-        return name, gpu_class(name)
+        return name, gpu_class(name), 1
     if cfg.engine.kind == "sim" and not cfg.cost.price_per_hour > 0 and table_price(cfg, SIM_GPU_CLASS):
-        return f"{SIM_GPU_CLASS} (SIMULATED)", SIM_GPU_CLASS
-    return None, None
+        return f"{SIM_GPU_CLASS} (SIMULATED)", SIM_GPU_CLASS, 1
+    return None, None, 1
 
 
 # ------------------------------------------------------------------ the job

@@ -366,11 +366,11 @@ class Runtime:
             return
         self._gpu_probed = True
         if self.meter.gpu_model is None:
-            from qwentui.telemetry.nvml import detect_gpu_name
+            from qwentui.telemetry.nvml import probe
 
-            name = await asyncio.to_thread(detect_gpu_name)
-            if name:
-                self.meter.set_gpu(name)
+            gpus = (await asyncio.to_thread(probe)).gpus
+            if gpus:
+                self.meter.set_gpu(gpus[0].name, getattr(gpus[0], "gpu_class", None) or None, count=len(gpus))
                 return
         self._price_simulated(status, no_gpu=True)
 
