@@ -31,6 +31,7 @@ COMMANDS: tuple[str, ...] = (
     "sim",
     "batch",
     "gpu",
+    "fleet",
 )
 
 

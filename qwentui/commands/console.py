@@ -74,9 +74,13 @@ def _on_signal(app) -> None:
 
 
 async def _run(args: argparse.Namespace):
+    return await run_app(await build(args))
+
+
+async def run_app(app):
+    """Run a built console until it ends; signals end only the console (never the guard)."""
     from qwentui.ui.shutdown import EXIT_DEADLINE_S, arm_exit_deadline
 
-    app = await build(args)
     app.exit_deadline = EXIT_DEADLINE_S
     loop = asyncio.get_running_loop()
     for sig in SIGNALS:

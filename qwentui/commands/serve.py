@@ -41,9 +41,9 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = cli.load_config(args)
     changes: dict[str, Any] = {}
-    if args.stop_grace:
+    if args.stop_grace is not None:
         changes["stop_grace"] = config.parse_duration(args.stop_grace, "--stop-grace")
-    if args.startup_timeout:
+    if args.startup_timeout is not None:
         changes["startup_timeout"] = config.parse_duration(args.startup_timeout, "--startup-timeout")
     if changes:
         from qwentui.engine.argv import with_engine
@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if getattr(args, "attach", None):
         return _serve_attached(cfg, args)
+    _check_poweroff(cfg, args)  # a poweroff command that cannot run fails before anything starts
     if args.detach:
         return _detach(args, cfg)
     from qwentui.runtime.guard import Guard
@@ -112,3 +113,15 @@ def systemd_unit(args, kind: str, scope: str) -> str:
             "# SIGTERM goes to the guard only; it stops its engine (SIGTERM, grace, SIGKILL) itself.\n"
             "KillMode=mixed\nKillSignal=SIGTERM\nTimeoutStopSec=90\n\n"
             f"[Install]\nWantedBy={install}\n")
+
+
+def _check_poweroff(cfg, args: argparse.Namespace) -> None:
+    """An idle poweroff whose command cannot run fails before the engine starts."""
+    from qwentui.idle.actions import check_poweroff
+    from qwentui.runtime import headless as idle_serve
+
+    idle = idle_serve.idle_settings(cfg, args)
+    if idle.enabled and idle.action == "poweroff" and not getattr(args, "attach", None):
+        note = check_poweroff(idle.poweroff_command)
+        if note:
+            print(note, flush=True)

@@ -68,6 +68,15 @@ def resolve_command(argv: Sequence[str], environ: Mapping[str, str] | None = Non
     raise UsageError(f"poweroff command not found: {command[0]} (and no {FALLBACK_COMMAND[0]} either)")
 
 
+def check_poweroff(argv: Sequence[str], environ: Mapping[str, str] | None = None,
+                   which: Callable[[str], str | None] = shutil.which) -> str:
+    """Before a run that may power off (batch --then poweroff, serve's idle poweroff):
+    UsageError when no command can run ($VAR unset, not on PATH), so nothing starts that
+    would leave the box up at the end; a warning line when it would fall back, else ""."""
+    _, note = resolve_command(argv, environ, which)
+    return f"warning: idle.poweroff_command: {note}" if note else ""
+
+
 def describe_stop_path(argv: Sequence[str], environ: Mapping[str, str] | None = None,
                        which: Callable[[str], str | None] = shutil.which) -> str:
     """One line for `doctor`: which command powers the box off, or why none can."""
@@ -164,7 +173,10 @@ class ActionRunner:
             self._print(f"dry run: would power off with: {shown}")
             return ActionResult(ok=True, message=f"{prefix}dry run: would run {shown}",
                                 command=tuple(command), **done)
-        return await self._execute(command, prefix, done)
+        result = await self._execute(command, prefix, done)
+        if note and not result.ok:  # a failed fallback still says why it was not the configured one
+            result = dataclasses.replace(result, message=f"{result.message} ({note})")
+        return result
 
     async def _execute(self, command: list[str], prefix: str, done: dict) -> ActionResult:
         shown = " ".join(command)

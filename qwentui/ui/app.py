@@ -120,6 +120,7 @@ class QwentuiApp(App):
         self.exit_deadline: float | None = None  # the CLI sets it: teardown may not outlast it
         self.farewell = ""  # one line printed after the app ended
         self.report_loader: Callable[[], Any] | None = None  # tests inject a fixed report
+        self.fleet_pane: Widget | None = None  # `qwentui fleet --console` puts its pane first
         self._warning: IdleWarning | None = None
         self._cached_client: Any = None
         self._answer_cost: AnswerCost | None = None  # the answer being generated: its cost estimate
@@ -518,8 +519,11 @@ class QwentuiApp(App):
         rt = self.runtime
         if rt is None:
             return
-        self.mount_side(GpuPane(id="gpu"), CostPane(id="cost"))
+        self._mount_panes()
         self._follow_runtime()
+
+    def _mount_panes(self) -> None:
+        self.mount_side(self.fleet_pane or GpuPane(id="gpu"), CostPane(id="cost"))
 
     def _follow_runtime(self) -> None:
         rt = self.runtime
@@ -569,7 +573,7 @@ class QwentuiApp(App):
                                                   stop_reason="guard gone", simulated=e.kind == "sim")
             return
         if first:
-            self.mount_side(GpuPane(id="gpu"), CostPane(id="cost"))
+            self._mount_panes()
         else:
             link.cache = self.runtime.cache
         self.runtime = link
