@@ -95,6 +95,7 @@ class Guard:
     async def _finish(self, api: ApiServer, serving: asyncio.Task, ticking: asyncio.Task) -> None:
         try:
             await self.runtime.close(self.session.stop_reason or "user")
+            self.narrator.finished()
         finally:
             ticking.cancel()
             self.hub.close()

@@ -99,12 +99,17 @@ class ServeWatch:
 
     def follow(self, snap: Any) -> None:
         """Print what one snapshot changed (the guard's runtime runs its own loop)."""
+        self._report_ledger(snap.cost.ledger_error)
         if snap.engine.state.value != "ready" or not self.runtime.armed:
             return
         if not self._announced:
             self._announced = True
             self.session.say(self._plan_line())
         self._report(snap.idle, self.runtime.metrics)
+
+    def finished(self) -> None:
+        """The guard's runtime closed its ledger: say once if that write failed."""
+        self._report_ledger(self.meter.ledger_error)
 
     async def on_exit(self, session: Any) -> None:
         if self._http is not None:

@@ -175,6 +175,10 @@ class QwentuiApp(App):
         """Mount panes into the right-hand column (shown once it has a pane)."""
         self.console_view.add_side_panes(panes)  # F3/F4 switch to them on narrow terminals
 
+    def side_panes(self) -> list[tuple[str, Widget]]:
+        """(name, pane) of the right-hand column, in F3/F4 order."""
+        return self.console_view.side_panes()
+
     def action_show_pane(self, which: str | int) -> None:
         if self.screen.is_modal:
             if not isinstance(self.screen, OperatorScreen):
