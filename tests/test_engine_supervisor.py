@@ -213,7 +213,11 @@ def fake_sglang_python(tmp_path: Path, launch_body: str) -> str:
     pkg = tmp_path / "site" / "sglang"
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("__version__ = '0.5.23'\n")
-    (pkg / "launch_server.py").write_text(launch_body)
+    (pkg / "cli").mkdir()
+    (pkg / "cli" / "__init__.py").write_text("")
+    # `sglang serve` = sglang.cli.main:main, the entrypoint 0.5.23 recommends
+    (pkg / "cli" / "main.py").write_text("def main():\n" + "".join(
+        f"    {line}\n" for line in launch_body.splitlines()))
     wrapper = tmp_path / "python"
     wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={tmp_path / 'site'} exec {sys.executable} \"$@\"\n")
     wrapper.chmod(0o755)
