@@ -78,6 +78,16 @@ def json_dict(value: str) -> dict:
     return parsed
 
 
+def _sim_gpu(value: str) -> str:
+    from qwentui.sim.gpu import card_for
+
+    try:
+        card_for(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value.strip().upper()
+
+
 def positive_float(value: str) -> float:
     try:
         number = float(value)
@@ -172,7 +182,7 @@ def _add_sim_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sim-unhealthy-after", type=sim_duration, default=None, metavar="DUR",
                    help="this long after ready a health generation fails: status UnHealthy, /health and "
                         "/ready 503, SIGTERM skips the drain")
-    g.add_argument("--sim-gpu", default=None, metavar="CLASS",
+    g.add_argument("--sim-gpu", type=_sim_gpu, default=None, metavar="CLASS",
                    help="publish NVML-shaped readings of a simulated GPU (T4, L4, A10G, A100, H100) at "
                         "/qwentui/sim_gpu, labelled SIMULATED")
 

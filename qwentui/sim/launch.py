@@ -148,6 +148,12 @@ class Simulator:
                              running_timeout=_env_float("SGLANG_REQ_RUNNING_TIMEOUT"))
         self.metrics.attach(self.engine)
         self.state = SimState(a, self.res, self.engine, self.metrics)
+        if a.sim_gpu:
+            from qwentui.sim.gpu import SimGpu, SimGpuCollector, card_for
+
+            gpu = SimGpu(card_for(a.sim_gpu), self.engine, up=lambda: self.state.up,
+                         mem_fraction=a.mem_fraction_static)
+            self.metrics.registry.register(SimGpuCollector(gpu))
         self.scheduler: Scheduler | None = None
         self.server = None
         self.uvicorn_up = False
