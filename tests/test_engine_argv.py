@@ -336,3 +336,17 @@ def test_engine_presets_command(capsys):
     assert cli.main(["engine", "presets"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in REAL_PRESETS + ["sim"])
+
+
+@pytest.mark.parametrize("name", REAL_PRESETS)
+def test_presets_leave_the_memory_split_to_sglangs_formula(name):
+    """0.80 on L4/A10G left 4.5 GiB where SGLang's memory_hook.py keeps 7.1 GiB (issue 15)."""
+    preset = presets.load(name)
+    assert "--mem-fraction-static" not in preset.flags
+    text = (presets.presets_dir() / f"{name}.toml").read_text()
+    assert "memory_hook.py" in text
+
+
+@pytest.mark.parametrize("gib,fraction", [(15.0, 0.735), (22.5, 0.684), (40.0, 0.823), (79.6, 0.83), (80.0, 0.83)])
+def test_sglang_auto_mem_fraction_by_card(gib, fraction):
+    assert presets.sglang_mem_fraction(gib * 2**30) == fraction

@@ -102,7 +102,8 @@ def _one_gpu(cfg: Config, info: Any, bad: str) -> Check:
     head = f"GPU {info.index}: {info.name}, {total / 2**30:.1f} GiB{cc} → class {cls}, preset {name}, {price}"
     if info.compute_capability and tuple(info.compute_capability) < MIN_CC:
         return Check(bad, "gpu", head + "; SGLang needs sm75 or newer", "use a T4 or newer GPU")
-    fraction = _number(cfg.engine.overrides.get("--mem-fraction-static", flags.get("--mem-fraction-static")), 0.8)
+    fraction = _number(cfg.engine.overrides.get("--mem-fraction-static", flags.get("--mem-fraction-static")),
+                       presets.sglang_mem_fraction(total))
     context = int(_number(cfg.engine.overrides.get("--context-length", flags.get("--context-length")), 40960))
     need = WEIGHTS_BYTES + context * KV_BYTES_PER_TOKEN
     have = total * fraction
