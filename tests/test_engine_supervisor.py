@@ -409,3 +409,39 @@ async def test_a_second_instance_does_not_adopt_the_first_ones_engine(port):
     finally:
         await first.stop()
         await second.stop()
+
+
+async def test_unhealthy_engine_is_reported_and_stops_without_a_drain(port):
+    sup = Supervisor(sim_cfg(port, {"--sim-unhealthy-after": "0.5s"}), liveness_interval=0.3)
+    await sup.start()
+    await wait_until(lambda: sup.status.unhealthy, 10)
+    st = sup.status
+    assert st.state is EngineState.READY and not st.responsive and "UnHealthy" in st.error and "F5" in st.hint
+    await asyncio.sleep(0.7)
+    assert sup.status.unhealthy  # /ready stays 503: the flag does not flap
+    await sup.stop()
+    assert sup.status.exit_code == 0
+    assert any("Signal SIGTERM received while health check failed. Force exiting." in line
+               for line in sup.log_lines())
+
+
+async def test_header_shows_an_unhealthy_engine():
+    from textual.app import App
+
+    from qwentui.engine import EngineStatus
+    from qwentui.ui.widgets.header import EngineHeader
+
+    class Host(App):
+        def compose(self):
+            yield EngineHeader()
+
+    status = EngineStatus(EngineState.READY, "ready", "sim", "Qwen/Qwen3-1.7B", "http://127.0.0.1:1",
+                          simulated=True, responsive=False, unhealthy=True)
+    async with Host().run_test(size=(80, 3)) as pilot:
+        header = pilot.app.query_one(EngineHeader)
+        header.status = status
+        await pilot.pause()
+        assert "▲ UNHEALTHY" in header.render().plain
+        header.status = dataclasses.replace(status, unhealthy=False, responsive=True)
+        await pilot.pause()
+        assert "● READY" in header.render().plain

@@ -43,6 +43,8 @@ from qwentui.errors import QwentuiError
 log = logging.getLogger(__name__)
 
 StatusCallback = Callable[[EngineStatus], None]
+# srt/entrypoints/http_server.py (health_generate) logs this, then sets ServerStatus.UnHealthy
+UNHEALTHY_LINE = "Health check failed. Server couldn't get a response from detokenizer"
 LogCallback = Callable[[str], None]
 
 
@@ -268,6 +270,10 @@ class Supervisor:
         masked = self._sink.write(line)
         if self._on_log is not None:
             _call(self._on_log, masked)
+        if self._status.state is EngineState.READY and UNHEALTHY_LINE in line:
+            self._set(unhealthy=True, responsive=False,
+                      error="SGLang marked itself UnHealthy: a health check got no answer from the scheduler",
+                      hint="restart the engine (F5); if it recurs, read the engine log (F6)")
         if self._status.state is not EngineState.STARTING:
             return
         phase = phases.advance(self._status.phase, line)
@@ -314,8 +320,12 @@ class Supervisor:
                     await asyncio.sleep(self.health_interval)
                     continue
                 ok = await _probe(client, self._liveness_path, timeout=3.0)
-                if ok != self._status.responsive and self._status.state is EngineState.READY:
-                    self._set(responsive=ok, error=None if ok else f"engine is not answering {self._liveness_path}")
+                if self._status.state is not EngineState.READY:
+                    continue
+                if ok and (not self._status.responsive or self._status.unhealthy):
+                    self._set(responsive=True, unhealthy=False, error=None, hint=None)
+                elif not ok and self._status.responsive:
+                    self._set(responsive=False, error=f"engine is not answering {self._liveness_path}")
                 await asyncio.sleep(self.liveness_interval)
 
     def _remember_tree(self) -> None:
