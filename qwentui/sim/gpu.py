@@ -1,7 +1,9 @@
 """`--sim-gpu CLASS`: a simulated GPU's NVML-shaped readings for the demo, labelled SIMULATED.
 
 The readings ride on `/metrics` as `qwentui_sim_gpu_*` gauges (one scrape, no extra
-endpoint; the port is closed while "loading", as with SGLang, so they start at bind time).
+endpoint). The port is closed while "loading", as with SGLang, so they start at bind time,
+when weights, KV pool and CUDA graphs are already allocated: the rise during loading that
+NVML shows on a real box is not visible here.
 qwentui's sampler turns them into the same NvmlSnapshot a real card gives, and only when
 the engine is the simulator and NVML sees no GPU. Numbers follow the simulated engine:
 memory = CUDA context + weights + KV pool + CUDA graphs once loaded, plus an activation
@@ -61,26 +63,25 @@ def card_for(name: str) -> Card:
 class SimGpu:
     """Computes readings on demand from the engine's state and the time since start."""
 
-    def __init__(self, card: Card, engine: "Engine", up: callable, mem_fraction: float | None = None,
+    def __init__(self, card: Card, engine: "Engine", mem_fraction: float | None = None,
                  clock=time.monotonic) -> None:
-        self.card, self.engine, self._up, self._clock = card, engine, up, clock
+        self.card, self.engine, self._clock = card, engine, clock
         # weights + KV pool = mem_fraction_static x total, as SGLang sizes its static pool
         self.static_bytes = (mem_fraction or card.auto_fraction) * card.total_mib * MIB
         self._temp = 34.0
         self._at = clock()
 
     def _utilization(self) -> float:
-        """Percent busy: decode throughput against what a full batch would reach."""
+        """NVML's utilisation is the share of the last sample period (up to 1 s) in which a
+        kernel ran: here the share of the last second spent decoding, heavier with a batch."""
         e = self.engine
-        if not e.running:
-            return 0.0
-        peak = max(e.rate * min(e.res.max_running, 8), 1.0)
-        return min(100.0, 35.0 + 65.0 * e.gen_throughput() / peak)
+        tokens_per_s = e.gen_throughput(window=1.0)
+        busy = min(tokens_per_s / max(e.rate, 1.0), 1.0)
+        batch = min(tokens_per_s / max(e.rate * 8, 1.0), 1.0)
+        return 100.0 * busy * (0.55 + 0.45 * batch)
 
     def engine_bytes(self) -> int:
         e = self.engine
-        if not self._up():
-            return int((CONTEXT_MIB + e.res.weight_gb * 1000) * MIB)  # weights loaded, pool not yet final
         static = CONTEXT_MIB * MIB + self.static_bytes + GRAPHS_MIB * MIB
         usage = e.used_tokens() / max(e.res.max_total_tokens, 1)
         workspace = (64 + 24 * e.running) * MIB + usage * 512 * MIB

@@ -151,8 +151,7 @@ class Simulator:
         if a.sim_gpu:
             from qwentui.sim.gpu import SimGpu, SimGpuCollector, card_for
 
-            gpu = SimGpu(card_for(a.sim_gpu), self.engine, up=lambda: self.state.up,
-                         mem_fraction=a.mem_fraction_static)
+            gpu = SimGpu(card_for(a.sim_gpu), self.engine, mem_fraction=a.mem_fraction_static)
             self.metrics.registry.register(SimGpuCollector(gpu))
         self.scheduler: Scheduler | None = None
         self.server = None
