@@ -59,6 +59,8 @@ def parse_duration(value: Any, key: str = "duration") -> float:
 
 def format_duration(seconds: float) -> str:
     """The shortest duration string that parses back to `seconds`."""
+    if seconds == 0:
+        return "0s"
     if seconds < 1:
         return f"{round(seconds * 1000)}ms"
     whole = int(seconds)
@@ -70,6 +72,17 @@ def format_duration(seconds: float) -> str:
             out += f"{whole // size}{unit}"
             whole %= size
     return out
+
+
+def parse_duration_or_zero(value: Any, key: str = "duration") -> float:
+    """Like `parse_duration`, but 0 ("0", "0s", 0) is allowed; negative values are refused."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0 \
+            or isinstance(value, str) and value.strip().startswith("-"):
+        raise ConfigError(f"{key} must not be negative, got {value!r}")
+    if not isinstance(value, bool) and isinstance(value, (int, float, str)) \
+            and re.fullmatch(r"0+(\.0*)?(ms|s|m|h|d)?", str(value).strip().lower()):
+        return 0.0
+    return parse_duration(value, key)
 
 
 def duration(default: str, doc: str) -> Any:
@@ -100,6 +113,7 @@ class EngineConfig:
     # free GPU memory (srt/managers/tokenizer_manager.py); a SIGKILL before that leaks it.
     stop_grace: float = duration("30s", "Wait this long after SIGTERM before SIGKILL.")
     autostart: bool = opt(True, "Start the engine when the console opens.")
+    gpus: Any = opt(1, "GPUs for one SGLang server: 1, N (--dp-size N: one replica per GPU) or \"all\".", gpus=True)
 
 
 @dataclass(frozen=True)
@@ -120,6 +134,11 @@ class CostConfig:
     budget_session: float = opt(0.0, "Stop the engine when one session costs this much; 0 = no cap.")
     budget_month: float = opt(0.0, "Stop the engine when this month's ledger total reaches this; 0 = no cap.")
     heartbeat: float = duration("30s", "Ledger heartbeat: at most this much is lost on kill -9.")
+    granularity: str = opt("second", "How the provider bills each up-period: rounded up to a whole "
+                           "'second', 'minute' or 'hour' (counted from the period's start).",
+                           choices=("second", "minute", "hour"))
+    minimum: float = opt(0.0, "Least billed per up-period, e.g. '1m'; '0s' = no minimum.",
+                         duration=True, zero_ok=True)
     prices: dict = opt(dict(DEFAULT_PRICES), "Price per hour by GPU class.")
 
 
@@ -131,6 +150,11 @@ class IdleConfig:
     action: str = opt("stop-engine", "'stop-engine' or 'poweroff' (stops the engine first).", choices=("stop-engine", "poweroff"))
     poweroff_command: list = opt(["systemctl", "poweroff"], "argv run to power off; $VARS are expanded.")
     dry_run: bool = opt(False, "Print the poweroff command instead of running it.")
+    stop_at: str = opt("timeout", "'timeout' stops when the timeout runs out; 'billing-boundary' (minute "
+                       "or hour billing) keeps the engine up until just before the paid time ends.",
+                       choices=("timeout", "billing-boundary"))
+    boundary_margin: float = opt(0.0, "With stop_at = 'billing-boundary': stop this long before the "
+                                 "boundary; '0s' = engine.stop_grace + 30s.", duration=True, zero_ok=True)
 
 
 @dataclass(frozen=True)
@@ -156,6 +180,24 @@ class UiConfig:
 
 
 @dataclass(frozen=True)
+class FleetConfig:
+    workers: list = opt([], "Engine URLs served behind SGLang's model gateway `smg`, e.g. ['http://box-a:30000'].")
+    host: str = opt("127.0.0.1", "Address the gateway binds; anything but loopback requires fleet.api_key.")
+    port: int = opt(30080, "TCP port of the gateway's OpenAI-compatible API.")
+    metrics_port: int = opt(29000, "Port of the gateway's Prometheus /metrics, always bound to 127.0.0.1.")
+    # round_robin: with smg 1.13's defaults, cache_aware/power_of_two/least_load sent ~60% of a
+    # 300-prompt batch to one of three equal workers here (its balance threshold is 64 requests).
+    policy: str = opt("round_robin", "smg routing policy; 'cache_aware' suits long shared prompts.",
+                      choices=("round_robin", "cache_aware", "power_of_two", "least_load", "random"))
+    api_key: str = opt("", "Key the workers want (smg sends it to them and requires it from clients).", secret=True)
+    prices: dict = opt({}, "Price per hour of each worker's box by URL, e.g. {'http://box-a:30000' = 1.8}; "
+                       "the ledger records one session per worker at this price.")
+    health_interval: float = duration("5s", "How often smg probes each worker's /ready; 2 misses mark it down.")
+    startup_timeout: float = duration("2m", "Give up when the gateway has not registered every worker by then.")
+    stop_grace: float = duration("10s", "Wait this long after SIGTERM before SIGKILL (smg drains for ~5s).")
+
+
+@dataclass(frozen=True)
 class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
@@ -164,6 +206,7 @@ class Config:
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     ui: UiConfig = field(default_factory=UiConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
     source: str = field(default="defaults", compare=False)
 
 
@@ -175,6 +218,7 @@ SECTIONS: dict[str, type] = {
     "telemetry": TelemetryConfig,
     "cache": CacheConfig,
     "ui": UiConfig,
+    "fleet": FleetConfig,
 }
 
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
@@ -217,10 +261,13 @@ class _Where:
 def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
     """Check one value against its field's type; return the stored form."""
     if f.metadata.get("duration"):
+        parse = parse_duration_or_zero if f.metadata.get("zero_ok") else parse_duration
         try:
-            return parse_duration(value, key=where)
+            return parse(value, key=where)
         except ConfigError as exc:
             raise ConfigError(str(exc)) from None
+    if f.metadata.get("gpus"):
+        return gpus_setting(value, where)
     kind = f.type if isinstance(f.type, type) else {"str": str, "int": int, "float": float,
                                                     "bool": bool, "list": list, "dict": dict}[f.type]
     ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
@@ -231,6 +278,17 @@ def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
     choices = f.metadata.get("choices")
     if choices and value not in choices:
         raise ConfigError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def gpus_setting(value: Any, where: str = "engine.gpus") -> Any:
+    """engine.gpus: a whole number >= 1 or "all" (a digit string from the environment counts)."""
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return "all"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where} must be a whole number of GPUs (1, 2, ...) or \"all\", got {value!r}")
     return value
 
 
@@ -269,6 +327,22 @@ def _validate(cfg: Config, where: _Where) -> None:
         raise ConfigError(f"{where('chat', 'max_tokens')} must be greater than zero")
     if cfg.cache.max_entries <= 0:
         raise ConfigError(f"{where('cache', 'max_entries')} must be greater than zero")
+    _validate_fleet(cfg.fleet, where)
+
+
+def _validate_fleet(f: FleetConfig, where: _Where) -> None:
+    for key in ("port", "metrics_port"):
+        if not 1 <= getattr(f, key) <= 65535:
+            raise ConfigError(f"{where('fleet', key)} must be an integer 1-65535, got {getattr(f, key)!r}")
+    if f.port == f.metrics_port:
+        raise ConfigError(f"{where('fleet', 'metrics_port')} must differ from fleet.port ({f.port})")
+    if not _is_host(f.host):
+        raise ConfigError(f"{where('fleet', 'host')} must be an IP address or 'localhost', got {f.host!r}")
+    if not all(isinstance(w, str) and w.strip() for w in f.workers):
+        raise ConfigError(f"{where('fleet', 'workers')} must be a list of URLs like 'http://box-a:30000'")
+    for url, price in f.prices.items():
+        if isinstance(price, bool) or not isinstance(price, (int, float)) or not 0 < price < float("inf"):
+            raise ConfigError(f"{where('fleet.prices', url)} must be a price greater than zero, got {price!r}")
 
 
 def _is_host(host: str) -> bool:
