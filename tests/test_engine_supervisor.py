@@ -445,3 +445,23 @@ async def test_header_shows_an_unhealthy_engine():
         header.status = dataclasses.replace(status, unhealthy=False, responsive=True)
         await pilot.pause()
         assert "● READY" in header.render().plain
+
+
+def test_stale_run_dirs_are_swept_only_when_their_processes_are_gone(tmp_path):
+    import subprocess
+
+    from qwentui.engine.rundir import RunDir, shm_path_for, sweep_stale
+
+    shm = tmp_path / "shm"
+    shm.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale, live, unowned = (RunDir(str(tmp_path), shm) for _ in range(3))
+    for d in (stale, live, unowned):
+        (d.path / "tmpabc123").write_text("")  # a ZMQ socket file stand-in
+        shm_path_for(f"ipc://{d.path / 'tmpabc123'}", shm).write_bytes(b"x")
+    (stale.path / "owner").write_text(f"{dead.pid} {dead.pid}\n")
+    (live.path / "owner").write_text(f"{dead.pid} {os.getpid()}\n")  # e.g. a kept engine still runs
+    assert sweep_stale(str(tmp_path), shm) == 2
+    assert not stale.path.exists() and live.path.exists() and unowned.path.exists()
+    assert len(list(shm.iterdir())) == 2

@@ -21,6 +21,8 @@ from pathlib import Path
 
 SHM_DIR = Path("/dev/shm")
 CONFIG_NAME = "launch.yaml"  # SGLang refuses a --config file without a .yaml/.yml suffix
+OWNER_NAME = "owner"  # "<qwentui pid> <engine pid>": a dir whose processes are all gone is stale
+PREFIX = "qwentui-engine-"
 
 
 def shm_path_for(ipc_name: str, shm_dir: Path = SHM_DIR) -> Path:
@@ -35,7 +37,7 @@ class RunDir:
     """`mkdtemp` (0700) in the system temp dir; short, so ZMQ's 107-byte socket paths fit."""
 
     def __init__(self, base: str | None = None, shm_dir: Path = SHM_DIR) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix="qwentui-engine-", dir=base))
+        self.path = Path(tempfile.mkdtemp(prefix=PREFIX, dir=base))
         self.shm_dir = shm_dir
 
     def env(self) -> dict[str, str]:
@@ -58,11 +60,14 @@ class RunDir:
         except FileNotFoundError:
             pass
 
+    def write_owner(self, engine_pid: int) -> None:
+        (self.path / OWNER_NAME).write_text(f"{os.getpid()} {engine_pid}\n", encoding="utf-8")
+
     def leftovers(self) -> list[Path]:
         """What removing this directory would take away, /dev/shm snapshots included."""
         if not self.path.is_dir():
             return []
-        entries = [p for p in self.path.iterdir() if p.name != CONFIG_NAME]
+        entries = [p for p in self.path.iterdir() if p.name not in (CONFIG_NAME, OWNER_NAME)]
         shm = {shm_path_for(f"{scheme}{p}", self.shm_dir) for p in entries for scheme in ("ipc://", "")}
         return entries + sorted(p for p in shm if p.exists())
 
@@ -77,3 +82,33 @@ class RunDir:
                     pass
         shutil.rmtree(self.path, ignore_errors=True)
         return len(found)
+
+
+def sweep_stale(base: str | None = None, shm_dir: Path = SHM_DIR) -> int:
+    """Clean the run dirs of engines whose qwentui and engine are both gone (qwentui was
+    SIGKILLed before it could clean up); returns how many leftovers went. A dir with a live
+    process, without an owner file, or of another user is left alone."""
+    root = Path(base or tempfile.gettempdir())
+    removed = 0
+    for path in root.glob(PREFIX + "*"):
+        try:
+            if path.stat().st_uid != os.getuid():
+                continue
+            pids = [int(word) for word in (path / OWNER_NAME).read_text(encoding="utf-8").split()]
+        except (OSError, ValueError):
+            continue
+        if pids and not any(_alive(pid) for pid in pids):
+            stale = RunDir.__new__(RunDir)
+            stale.path, stale.shm_dir = path, shm_dir
+            removed += stale.clean()
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -33,7 +33,7 @@ import psutil
 
 from qwentui import __version__
 from qwentui.config import Config, format_duration
-from qwentui.engine import hints, phases, preflight, procs
+from qwentui.engine import hints, phases, preflight, procs, rundir
 from qwentui.engine.rundir import RunDir
 from qwentui.engine.argv import LaunchPlan, plan
 from qwentui.engine.logsink import RELAY_SECRETS_ENV, LineSplitter, LogSink, Masker
@@ -209,6 +209,9 @@ class Supervisor:
         self._ready, self._exited, self._eof = asyncio.Event(), asyncio.Event(), asyncio.Event()
         self._sink.write(f"=== qwentui {__version__}: starting {self.plan.kind} engine, "
                          f"preset {self.plan.preset}: {' '.join(self.plan.argv)}")
+        stale = rundir.sweep_stale()
+        if stale:
+            self._sink.write(f"=== qwentui: removed {stale} leftover file(s) of engines whose qwentui was killed")
         self._run_dir = run_dir = RunDir()
         argv = list(self.plan.argv)
         if self.plan.config_file():  # the key goes in a 0600 file, never argv (ps, /proc/PID/cmdline)
@@ -223,6 +226,7 @@ class Supervisor:
             run_dir.clean()
             raise
         self._proc, self._fd = proc, fd
+        run_dir.write_owner(proc.pid)
         self._known = {}
         self._remember_tree()
         asyncio.get_running_loop().add_reader(fd, self._on_readable)
