@@ -94,3 +94,10 @@ def test_enter_in_the_same_write_sends_the_whole_line(pty_app):
         assert got[1:] == LINES[:n], f"line {n} arrived as {got[n:]!r}"
     time.sleep(0.3)
     assert _results(out)[1:] == LINES  # nothing extra (no leftover text sent later)
+
+
+def test_newline_and_enter_in_one_write_keep_their_order(pty_app):
+    master, out = pty_app
+    assert _wait_for(out, 1, 30.0)[:1] == ["ready"], "the app did not start"
+    os.write(master, b"first line\nsecond line\r")  # Ctrl+J (LF) adds a line, CR sends: one burst
+    assert _wait_for(out, 2, 10.0)[1:] == ["first line\nsecond line"]
