@@ -368,7 +368,25 @@ def from_mapping(data: Mapping[str, Any], origin: str = "<config>", text: str | 
         current = getattr(cfg, section)
         cfg = dataclasses.replace(cfg, **{section: _build_section(SECTIONS[section], table, where, section, current)})
     _validate(cfg, where)
+    _check_no_nul(cfg, where)
     return cfg
+
+
+def _check_no_nul(cfg: Config, where: _Where) -> None:
+    """A NUL byte cannot go into argv, a path or an environment variable."""
+    def has_nul(value: Any) -> bool:
+        if isinstance(value, str):
+            return "\x00" in value
+        if isinstance(value, (list, tuple)):
+            return any(has_nul(v) for v in value)
+        if isinstance(value, Mapping):
+            return any(has_nul(k) or has_nul(v) for k, v in value.items())
+        return False
+
+    for section in SECTIONS:
+        for f in dataclasses.fields(getattr(cfg, section)):
+            if has_nul(getattr(getattr(cfg, section), f.name)):
+                raise ConfigError(f"{where(section, f.name)} must not contain a NUL character (\\u0000)")
 
 
 def _env_value(raw: str) -> Any:

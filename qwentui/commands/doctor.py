@@ -289,6 +289,17 @@ def _idle(cfg: Config) -> Check:
         return Check(WARN, "idle", "idle watchdog disabled: the engine runs (and bills) until stopped")
     then = "stop the engine" if i.action == "stop-engine" else \
         f"stop the engine, then run {' '.join(i.poweroff_command)}" + (" (dry run)" if i.dry_run else "")
+    if i.action == "poweroff":
+        from qwentui.errors import UsageError
+        from qwentui.idle.actions import check_poweroff
+
+        try:
+            note = check_poweroff(i.poweroff_command)
+        except UsageError as exc:
+            return Check(FAIL, "idle", f"idle.action = poweroff, but {exc.message}")
+        if note:
+            return Check(WARN, "idle", f"after {format_duration(i.timeout)} without activity: {then}; "
+                         f"{note.removeprefix('warning: ')}")
     return Check(OK, "idle", f"after {format_duration(i.timeout)} without activity: {then}")
 
 

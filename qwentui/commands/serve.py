@@ -45,14 +45,15 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = cli.load_config(args)
     changes: dict[str, Any] = {}
-    if args.stop_grace:
+    if args.stop_grace is not None:
         changes["stop_grace"] = config.parse_duration(args.stop_grace, "--stop-grace")
-    if args.startup_timeout:
+    if args.startup_timeout is not None:
         changes["startup_timeout"] = config.parse_duration(args.startup_timeout, "--startup-timeout")
     if changes:
         from qwentui.engine.argv import with_engine
 
         cfg = with_engine(cfg, **changes)
+    _check_poweroff(cfg, args)
     session = ServeSession(cfg, preset=args.preset, keep_engine=getattr(args, "keep_engine", False),
                            attach=getattr(args, "attach", None))
     from qwentui.runtime import headless as idle_serve
@@ -60,3 +61,15 @@ def run(args: argparse.Namespace) -> int:
     idle_serve.install(session, args)  # idle watchdog + cost ledger, via on_tick/on_exit
     code = asyncio.run(session.run())
     return code or session.exit_code
+
+
+def _check_poweroff(cfg, args: argparse.Namespace) -> None:
+    """An idle poweroff whose command cannot run fails before the engine starts."""
+    from qwentui.idle.actions import check_poweroff
+    from qwentui.runtime import headless as idle_serve
+
+    idle = idle_serve.idle_settings(cfg, args)
+    if idle.enabled and idle.action == "poweroff" and not getattr(args, "attach", None):
+        note = check_poweroff(idle.poweroff_command)
+        if note:
+            print(note, flush=True)

@@ -33,7 +33,7 @@ def idle_settings(cfg: Any, args: argparse.Namespace) -> Any:
     from qwentui.config import parse_duration
 
     idle, changes = cfg.idle, {}
-    if getattr(args, "idle_timeout", None):
+    if getattr(args, "idle_timeout", None) is not None:  # "" is an error, not "unset"
         timeout = parse_duration(args.idle_timeout, "--idle-timeout")
         changes.update(timeout=timeout, enabled=True)
         if idle.warn_before >= timeout:  # a short timeout from the command line: warn for its last third
@@ -72,6 +72,7 @@ class ServeWatch:
         self._announced = False
         self._last: Any = None
         self._metrics_error: str | None = None
+        self._ledger_said: str | None = None
         self.result: Any = None  # the ActionResult once the watchdog acted
 
     @property
@@ -94,11 +95,20 @@ class ServeWatch:
             session.say(self._plan_line())
         snap = await self.runtime.step()
         self._report(snap.idle, self.runtime.metrics)
+        self._report_ledger(snap.cost.ledger_error)
 
     async def on_exit(self, session: Any) -> None:
         if self._http is not None:
             await self._http.aclose()
         self.runtime.finish_ledger(session.stop_reason or "user")
+        self._report_ledger(self.meter.ledger_error)
+
+    def _report_ledger(self, error: str | None) -> None:
+        """A failed ledger write (full disk, ...) is said once, not every heartbeat."""
+        if error and error != self._ledger_said:
+            self.session.say(f"warning: cost ledger write failed: {error}; this session may be "
+                             "recorded incompletely")
+        self._ledger_said = error
 
     # -- pieces ------------------------------------------------------------------------------
 
