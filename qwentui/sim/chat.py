@@ -234,6 +234,8 @@ async def stream_response(request: Request, events: AsyncIterator[str],
             yield event
 
     async def abort_later() -> None:
+        if producer.done():  # finished normally: SGLang's abort would find nothing to abort
+            return
         await asyncio.sleep(ABORT_AFTER_DISCONNECT_S)
         if not producer.done() and abort is not None:
             abort()
