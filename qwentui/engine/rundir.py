@@ -19,6 +19,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import psutil
+
 SHM_DIR = Path("/dev/shm")
 CONFIG_NAME = "launch.yaml"  # SGLang refuses a --config file without a .yaml/.yml suffix
 OWNER_NAME = "owner"  # "<qwentui pid> <engine pid>": a dir whose processes are all gone is stale
@@ -97,18 +99,9 @@ def sweep_stale(base: str | None = None, shm_dir: Path = SHM_DIR) -> int:
             pids = [int(word) for word in (path / OWNER_NAME).read_text(encoding="utf-8").split()]
         except (OSError, ValueError):
             continue
-        if pids and not any(_alive(pid) for pid in pids):
+        if pids and not any(psutil.pid_exists(pid) for pid in pids):
             stale = RunDir.__new__(RunDir)
             stale.path, stale.shm_dir = path, shm_dir
             removed += stale.clean()
     return removed
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
