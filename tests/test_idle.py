@@ -413,12 +413,6 @@ def test_watchdog_rejects_unknown_action():
         Watchdog(60, 10, action="reboot")
 
 
-# -- property: any interleaving of own probes and scrapes never counts as activity --------
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-
 def test_reads_real_telemetry_metrics(clock):
     from qwentui.telemetry.metrics import parse
 

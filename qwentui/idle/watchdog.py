@@ -7,14 +7,12 @@ No I/O and no sleeping: callers feed events (console requests, engine metrics sa
 batch running, budget reached) and call `tick()`, which reads the injected clock. The
 idle timer starts when the *last* activity ends, never when a request starts.
 
-Activity: a console chat in flight, a batch job running, engine `running + queued`
-beyond qwentui's own requests, or engine request counters growing beyond what qwentui
-itself caused (its console chats: reported, then subtracted). SGLang 0.5.23's `/health`
-runs a 1-token generation with `log_metrics=False` (srt/entrypoints/http_server.py:
-health_generate): it never moves the request or token counters, only, for a moment, the
-running gauge; so a health probe (`own_started`/`own_finished`) is allowed for in the
-gauges and credits nothing against the counters. (The warm-up generate does count, but
-it finishes before the baseline that `rearm` takes.) SGLang refreshes its gauges only
+Activity: a console chat in flight (attached to a foreign server), a hold (a batch
+running, consoles attached with idle.count_consoles), engine `running + queued`, or
+engine request counters growing beyond what qwentui itself reported. The guard's
+consoles chat with the engine directly and are counted like any client. Nothing probes
+`/health` after ready (it is a real generation); the warm-up generate finishes before
+the baseline that `rearm` takes. SGLang refreshes its gauges only
 every ~30 s when idle, so a gauge may still show an own request that already finished:
 while the gauge has not changed since, own requests finished within `gauge_stale`
 seconds are allowed for. The counters remain the reliable external signal.
