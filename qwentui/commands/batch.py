@@ -44,9 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=600.0, metavar="S",
                    help="seconds to wait for one whole answer (default 600)")
     p.add_argument("--dry-run", action="store_true", help="with --then poweroff: print the command instead")
-    from qwentui import cli
+    from qwentui.commands import flags
 
-    cli.add_engine_flags(p, subcommand=True)  # --demo/--engine/--attach/--keep-engine/--port here too
+    flags.add_engine_flags(p, subcommand=True)  # --demo/--engine/--attach/--keep-engine/--port here too
     p.set_defaults(func=run)
 
 
@@ -82,9 +82,9 @@ def options(args: argparse.Namespace, cfg):
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from qwentui import cli
+    from qwentui.commands import flags
     from qwentui.batch.job import BatchJob
 
-    cfg = cli.load_config(args)
+    cfg = flags.load_config(args)
     job = BatchJob(cfg, options(args, cfg))
     return asyncio.run(job.run())

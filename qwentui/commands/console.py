@@ -18,12 +18,12 @@ SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 def build(args: argparse.Namespace):
     """The app and its supervisor for these args (bad config/flags raise UsageError here)."""
-    from qwentui import cli
+    from qwentui.commands import flags
     from qwentui.engine import Supervisor
     from qwentui.runtime.core import Runtime
     from qwentui.ui.app import make_app
 
-    cfg = cli.load_config(args)
+    cfg = flags.load_config(args)
     keep = bool(getattr(args, "keep_engine", False))
     if getattr(args, "attach", None):
         supervisor = Supervisor.attach(args.attach, cfg.engine.api_key, cfg=cfg)

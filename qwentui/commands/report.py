@@ -51,12 +51,12 @@ def period(args: argparse.Namespace, now: float, tz=None) -> tuple[float, float,
 def run(args: argparse.Namespace, *, clock=None, tz=None) -> int:
     import time
 
-    from qwentui import cli
+    from qwentui.commands import flags
     from qwentui.cost import report
     from qwentui.cost.ledger import Ledger, path_for
     from qwentui.cost.prices import resolve_gpu
 
-    cfg = cli.load_config(args)
+    cfg = flags.load_config(args)
     now = (clock or time.time)()
     start, end, title = period(args, now, tz)
     reference = resolve_gpu(cfg, args.vs_gpu)[0] if args.vs_gpu else None

@@ -1,7 +1,7 @@
 """`qwentui serve`: headless engine. Start it, print phases and a client snippet, run until
 Ctrl+C / SIGTERM / SIGHUP, then stop it completely (unless --keep-engine or --attach).
 
-`ServeSession` (qwentui/engine/session.py) is the main loop; features that act while
+`ServeSession` (qwentui/runtime/serve.py) is the main loop; features that act while
 serving (idle watchdog, cost ledger) plug in through `session.on_tick` (called every `tick`
 seconds while the engine is ready) and `session.on_exit` (called once after the engine
 stopped), and stop the engine with `session.request_stop(reason)`.
@@ -10,22 +10,15 @@ stopped), and stop the engine with `session.request_stop(reason)`.
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from qwentui import cli
+    from qwentui.commands import flags
 
     p = sub.add_parser("serve", help="run the engine headless and print how to connect to it")
     p.add_argument("--preset", metavar="NAME", help="launch preset (default: engine.preset, 'auto')")
-    p.add_argument("--stop-grace", metavar="DUR", help="wait this long after SIGTERM before SIGKILL "
-                   "(default: engine.stop_grace, 15s)")
-    p.add_argument("--startup-timeout", metavar="DUR", help="give up on start-up after this long "
-                   "(default: engine.startup_timeout, 10m)")
-    cli.add_engine_flags(p, subcommand=True)
-    from qwentui.runtime import headless as idle_serve
-
-    idle_serve.add_flags(p)
+    flags.add_engine_flags(p, subcommand=True)
+    flags.add_serve_flags(p)  # --stop-grace, --startup-timeout, --idle-*: config keys, validated with it
     p.set_defaults(func=run)
 
 
@@ -40,23 +33,13 @@ def __getattr__(name: str):
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from qwentui import cli, config
+    from qwentui.commands import flags
+    from qwentui.runtime import headless
     from qwentui.runtime.serve import ServeSession
 
-    cfg = cli.load_config(args)
-    changes: dict[str, Any] = {}
-    if args.stop_grace:
-        changes["stop_grace"] = config.parse_duration(args.stop_grace, "--stop-grace")
-    if args.startup_timeout:
-        changes["startup_timeout"] = config.parse_duration(args.startup_timeout, "--startup-timeout")
-    if changes:
-        from qwentui.engine.argv import with_engine
-
-        cfg = with_engine(cfg, **changes)
+    cfg = flags.load_config(args)
     session = ServeSession(cfg, preset=args.preset, keep_engine=getattr(args, "keep_engine", False),
                            attach=getattr(args, "attach", None))
-    from qwentui.runtime import headless as idle_serve
-
-    idle_serve.install(session, args)  # idle watchdog + cost ledger, via on_tick/on_exit
+    headless.install(session)  # idle watchdog + cost ledger, via on_tick/on_exit
     code = asyncio.run(session.run())
     return code or session.exit_code
