@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import ipaddress
+import json
 import math
 import os
 import re
@@ -222,7 +223,7 @@ class _Where:
         if key is not None and (section, key) in self.set_by:
             return self.set_by[(section, key)]
         line = self.line_of(section, key)
-        dotted = f"{section}.{key}" if key else section
+        dotted = f"{section}.{_toml_key(key)}" if key else section
         at = f"{self.origin}:{line}" if line else self.origin
         return f"{at}: {dotted}"
 
@@ -433,8 +434,8 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, str):  # JSON's escapes are TOML's; DEL must be escaped in TOML too
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):

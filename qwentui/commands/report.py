@@ -64,6 +64,8 @@ def run(args: argparse.Namespace, *, clock=None, tz=None) -> int:
         if ledger.degraded:
             print(f"qwentui: warning: {ledger.degraded}", file=sys.stderr)
         rows = ledger.sessions(start, end)
+    for reason in ledger.skipped:
+        print(f"qwentui: warning: skipped a ledger row that cannot be read: {reason}", file=sys.stderr)
     built = report.build(rows, start, end, cfg=cfg, title=title, now=now, tz=tz, reference=reference)
     render = {"table": report.render_table, "csv": report.render_csv, "json": report.render_json}
     sys.stdout.write(render[args.format](built))
