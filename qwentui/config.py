@@ -242,23 +242,25 @@ def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
         value, ok = float(value), True
     if not ok:
         raise ConfigError(f"{where} must be {_TYPE_NAMES[kind]}, got {value!r}")
-    if not _finite(value):
-        raise ConfigError(f"{where} must be a finite number (no nan or inf), got {value!r}")
+    odd = _odd_value(value)
+    if odd:
+        raise ConfigError(f"{where} must be {odd}, got {value!r}")
     choices = f.metadata.get("choices")
     if choices and value not in choices:
         raise ConfigError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
     return value
 
 
-def _finite(value: Any) -> bool:
-    """No nan/inf anywhere in the value (also inside lists and tables)."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, list):
-        return all(_finite(v) for v in value)
-    if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
-    return True
+def _odd_value(value: Any) -> str | None:
+    """Why a value is no setting's: nan/inf or a date anywhere in it (also inside lists and tables)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "a finite number (no nan or inf)"
+    if isinstance(value, (list, dict)):
+        items = value.values() if isinstance(value, dict) else value
+        return next((odd for odd in map(_odd_value, items) if odd), None)
+    if not isinstance(value, (str, int, float, bool)):
+        return "made of strings, numbers and true/false (no dates or times)"
+    return None
 
 
 def _build_section(cls: type, table: Mapping[str, Any], where: _Where, section: str, base: Any) -> Any:

@@ -106,7 +106,7 @@ class _NoEngine:
         return 0
 
 
-FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 entries = st.lists(st.tuples(st.sampled_from(KEYS), values), max_size=4)
 
 
@@ -162,6 +162,7 @@ def test_non_finite_numbers_are_one_line_and_exit_2(argv, env, message):
     ("[idle]\ntimeout = inf\n", "fuzz.toml:2: idle.timeout must be a finite duration"),
     ("[engine]\nstop_grace = nan\n", "fuzz.toml:2: engine.stop_grace must be a finite duration"),
     ("[engine]\noverrides = {'--context-length' = inf}\n", "fuzz.toml:2: engine.overrides must be a finite"),
+    ("[ui]\nkeymap = {quit = 2000-01-01}\n", "fuzz.toml:2: ui.keymap must be made of strings, numbers"),
 ])
 def test_non_finite_in_the_file_names_the_line(tmp_path, body, message):
     file = tmp_path / "fuzz.toml"
