@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from qwentui.config import Config, CostConfig, IdleConfig
+from qwentui.config import Config, CostConfig
 from qwentui.cost.ledger import Ledger
 from qwentui.errors import ConfigError
 from qwentui.idle.watchdog import IdleState, MetricsSample

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.simproc import running_sim
+from tests.waits import poll_until
 
 PROMPT = [{"role": "user", "content": "Explain KV cache in one line"}]
 
@@ -158,9 +159,7 @@ def test_client_disconnect_mid_stream_frees_the_slot(busy_sim):
         lines = r.iter_lines()
         assert next(lines).startswith("data: ")
         assert metric(httpx.get(url + "/metrics").text, "sglang:num_running_reqs") >= 1
-    deadline = time.monotonic() + 5
-    while metric(httpx.get(url + "/metrics").text, "sglang:num_running_reqs") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    poll_until(lambda: not metric(httpx.get(url + "/metrics").text, "sglang:num_running_reqs"), 5)
     after = httpx.get(url + "/metrics").text
     assert metric(after, "sglang:num_running_reqs") == 0
     assert metric(after, "sglang:num_aborted_requests_total") == metric(before, "sglang:num_aborted_requests_total") + 1
@@ -194,9 +193,7 @@ def test_queued_request_headers_wait_and_queued_disconnect_is_dropped():
         with pytest.raises(httpx.ReadTimeout):  # queued: no headers before its first token
             httpx.post(url + "/v1/chat/completions", timeout=httpx.Timeout(30, read=0.3),
                        json={"messages": PROMPT, "stream": True})
-        deadline = time.monotonic() + 5
-        while metric(httpx.get(url + "/metrics").text, "sglang:num_queue_reqs") and time.monotonic() < deadline:
-            time.sleep(0.05)
+        poll_until(lambda: not metric(httpx.get(url + "/metrics").text, "sglang:num_queue_reqs"), 5)
         assert metric(httpx.get(url + "/metrics").text, "sglang:num_queue_reqs") == 0
         t = time.monotonic()
         r = httpx.post(url + "/v1/chat/completions", json={"messages": PROMPT, "stream": True}, timeout=30)

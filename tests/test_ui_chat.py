@@ -20,17 +20,10 @@ from qwentui.chat.conversation import DONE, FAILED, STOPPED
 from qwentui.ui.widgets.chat_input import ChatInput
 from qwentui.ui.widgets.messages import AssistantMessage, UserMessage
 from tests.chatfakes import CONTENT, REASONING, ScriptedServer, StepClock, answer_chunks, chunk
+from tests.waits import wait_until
 
 READY = EngineStatus(EngineState.READY, "ready", "sim", "Qwen/Qwen3-1.7B", "http://127.0.0.1:30000",
                      simulated=True)
-
-
-async def wait_until(pilot, predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await pilot.pause(0.02)
 
 
 def _app(server: ScriptedServer, cfg: Config | None = None, status=READY):
@@ -382,3 +375,25 @@ async def test_header_fields_and_side_column_for_other_panes():
         app.mount_side(Static("GPU pane", id="gpu"))
         await pilot.pause()
         assert side.size.width > 0 and app.query_one("#gpu").region.x > app.chat.region.x
+
+
+async def test_a_cache_hit_is_marked_on_the_answer_and_does_not_count_as_engine_work():
+    from qwentui.cache import open_cache
+    from qwentui.chat.cached import CachingClient
+    from qwentui.config import CacheConfig
+
+    server = ScriptedServer()
+    cache = await open_cache(dataclasses.replace(CacheConfig(), enabled=True))
+    app = make_app(Config(), client=CachingClient(server.client(), cache), status=READY, clock=StepClock())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _send(pilot, "hello")
+        await wait_until(pilot, lambda: not app.chat.streaming and len(app.chat.conversation.turns) == 2)
+        await _send(pilot, "hello")
+        await wait_until(pilot, lambda: not app.chat.streaming and len(app.chat.conversation.turns) == 4)
+        first, again = app.chat.conversation.turns[1], app.chat.conversation.turns[3]
+        assert len(server.bodies) == 1  # the repeat never reached the engine
+        assert (first.cached, first.reached_engine) == (False, True)
+        assert (again.cached, again.reached_engine) == (True, False) and again.content == first.content
+        stats = [str(a.query_one("#stats").render()) for a in _answers(app)]
+        assert not stats[0].startswith("⚡") and stats[1].startswith("⚡ cached · ")
+    await cache.aclose()

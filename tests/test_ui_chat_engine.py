@@ -19,7 +19,8 @@ from qwentui.ui.dialogs.quit import QuitDialog
 from qwentui.ui.widgets.header import blocked_reason
 from tests.chatfakes import ScriptedServer
 from tests.simproc import running_sim
-from tests.test_ui_chat import READY, wait_until
+from tests.test_ui_chat import READY
+from tests.waits import wait_until
 
 
 def _args(*argv: str):

@@ -27,7 +27,8 @@ from qwentui.ui.screens.snippet import SnippetScreen, snippets
 from qwentui.ui.widgets.cost import CostPane
 from qwentui.ui.widgets.gpu import GpuPane
 from qwentui.ui.dialogs.save import SaveDialog
-from tests.test_ui_chat import READY, wait_until
+from tests.test_ui_chat import READY
+from tests.waits import wait_until
 
 KEY = "sk-qwentui-secret-0123456789"
 

@@ -18,7 +18,7 @@ from qwentui.ui.widgets.cost import CostPane
 from qwentui.ui.widgets.gpu import GpuPane
 from qwentui.ui.dialogs.idle import IdleWarning, PoweroffCountdown
 from tests.test_runtime import FakeSupervisor
-from tests.test_ui_chat import wait_until
+from tests.waits import wait_until
 
 
 def _demo(monkeypatch, port: int, timeout: str = "4s", warn: str = "2s"):

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 from rich.text import Text
 from textual.css.query import NoMatches
 
+from qwentui.chat.conversation import Turn
 from qwentui.config import format_duration
 from qwentui.errors import QwentuiError
 from qwentui.idle.watchdog import IdleState
@@ -191,27 +192,12 @@ class RuntimeWiring:
         if self.runtime is not None:
             self.runtime.console_started()
 
-    def runtime_request_ended(self, turn: Any) -> None:
+    def runtime_request_ended(self, turn: Turn) -> None:
         if self.runtime is None:
             return
-        hit = self._cached_client is not None and self._cached_client.last_hit
-        if hit:
-            self._cached_client.last_hit = False
-            self._mark_cached()
-        usage = getattr(turn, "usage", None)
-        reached = not hit and (turn.status != "failed" or bool(turn.content or turn.reasoning))
+        usage = turn.usage
         self.runtime.console_finished(usage.prompt_tokens if usage else 0,
-                                      usage.completion_tokens if usage else 0, counted=reached)
-
-    def _mark_cached(self) -> None:
-        from textual.widgets import Static
-
-        from qwentui.ui.widgets.messages import AssistantMessage
-
-        answers = list(self.chat.query(AssistantMessage))
-        if answers:
-            stats = answers[-1].query_one("#stats", Static)
-            stats.update(f"⚡ cached · {stats.content}")
+                                      usage.completion_tokens if usage else 0, counted=turn.reached_engine)
 
     # ------------------------------------------------------------------ actions
 

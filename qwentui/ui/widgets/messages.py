@@ -13,7 +13,7 @@ from textual.containers import Vertical
 from textual.timer import Timer
 from textual.widgets import Collapsible, Static
 
-from qwentui.chat.client import ContentDelta, Event, Finished, ReasoningDelta, Usage
+from qwentui.chat.client import CacheHit, ContentDelta, Event, Finished, ReasoningDelta, Usage
 from qwentui.chat.conversation import DONE, FAILED, STOPPED, STREAMING
 from qwentui.ui.widgets.segments import SegmentedText, render_markdown, render_plain
 
@@ -75,6 +75,7 @@ class AssistantMessage(Vertical):
         self.last_at: float | None = None
         self.usage: Usage | None = None
         self.finish_reason = ""
+        self.cached = False  # a CacheHit came first: the prompt cache answered, not the engine
         self._clock = clock
         self._reasoning = SegmentedText(render_plain, id="reasoning-body")
         self._answer = SegmentedText(render_markdown, id="answer")
@@ -110,6 +111,8 @@ class AssistantMessage(Vertical):
             self.usage = event
         elif isinstance(event, Finished):
             self.finish_reason = event.reason
+        elif isinstance(event, CacheHit):
+            self.cached = True
 
     # -- per frame
     async def flush(self, final: bool = False) -> None:
@@ -154,6 +157,8 @@ class AssistantMessage(Vertical):
             reasoning.title = "Reasoning" + (f" ({count})" if count else "")
         stats = format_stats(tokens=self.tokens, approx=self.usage is None, seconds=self.seconds,
                              usage=self.usage, finish_reason=self.finish_reason)
+        if self.cached:
+            stats = f"⚡ cached · {stats}"
         if status == STOPPED:
             stats = f"■ stopped · {stats}"
         elif status == FAILED:
