@@ -44,12 +44,14 @@ CONTENT = ["\n\n**Hello!**", " How can", " I help", " you today?"]
 
 
 class _Stream(httpx.AsyncByteStream):
-    def __init__(self, parts: list[bytes], delay: float, gate: asyncio.Event | None, closed: list) -> None:
+    def __init__(self, parts: list[bytes], delay: float, gate: asyncio.Event | None, closed: list,
+                 gate_at: int = 2) -> None:
         self.parts, self.delay, self.gate, self.closed = parts, delay, gate, closed
+        self.gate_at = gate_at if gate_at >= 0 else len(parts) + gate_at
 
     async def __aiter__(self):
         for i, part in enumerate(self.parts):
-            if self.gate is not None and i == 2:
+            if self.gate is not None and i == self.gate_at:
                 await self.gate.wait()  # hold the stream mid-answer until the test opens it
             if self.delay:
                 await asyncio.sleep(self.delay)
@@ -68,6 +70,7 @@ class ScriptedServer:
     reply: Callable[[dict], list[bytes] | httpx.Response] | None = None
     delay: float = 0.0
     gate: asyncio.Event | None = None
+    gate_at: int = 2  # the part the gate holds back; negative counts from the end
     bodies: list[dict] = field(default_factory=list)
     closed: list = field(default_factory=list)
 
@@ -78,7 +81,7 @@ class ScriptedServer:
         if isinstance(result, httpx.Response):
             return result
         return httpx.Response(200, headers={"content-type": "text/event-stream"},
-                              stream=_Stream(result, self.delay, self.gate, self.closed))
+                              stream=_Stream(result, self.delay, self.gate, self.closed, self.gate_at))
 
     @staticmethod
     def default(body: dict) -> list[bytes]:

@@ -314,7 +314,10 @@ async def test_bindings_have_ids_and_palette_commands():
 async def test_a_20k_token_reply_does_not_freeze_input():
     """A firehose (20k tokens as fast as the client parses them): keys typed meanwhile land promptly."""
     tokens = [f"word{i} " + ("\n\n" if i % 50 == 49 else "") for i in range(20_000)]
-    server = ScriptedServer(reply=lambda body: answer_chunks([], tokens))
+    # All 20k tokens flow at once; only the finish chunks wait until typing was measured, so a
+    # loaded machine cannot end the stream before the keys are in.
+    end = asyncio.Event()
+    server = ScriptedServer(reply=lambda body: answer_chunks([], tokens), gate=end, gate_at=-3)
     app = _app(server)
     async with app.run_test() as pilot:
         started = time.monotonic()
@@ -329,6 +332,7 @@ async def test_a_20k_token_reply_does_not_freeze_input():
                 await asyncio.sleep(0.005)
             latencies.append(time.monotonic() - t0)
         assert app.chat.streaming, "the stream ended before typing was measured"
+        end.set()
         await wait_until(pilot, lambda: not app.chat.streaming, timeout=60)
         elapsed = time.monotonic() - started
         turn = app.chat.conversation.turns[1]
