@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from qwentui.errors import QwentuiError, UsageError
-from qwentui.idle.actions import ActionRunner, describe_stop_path, expand_command, resolve_command, watch
+from qwentui.idle.actions import ActionRunner, describe_stop_path, expand_command, resolve_command
 
 
 class FakeSupervisor:
@@ -223,10 +223,23 @@ def test_idle_modules_do_not_import_the_ui():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
-# -- the watch loop ----------------------------------------------------------------------
+# -- watchdog and runner together (the loop Runtime.step runs each tick) ------------------
 
 
-async def test_watch_loop_acts_once_when_idle_with_a_fake_clock(events):
+async def _watch(wd, runner, sample, on_status, sleep):
+    while True:
+        wd.observe_metrics(await sample())
+        status = wd.tick()
+        on_status(status)
+        if status.action_due:
+            result = await runner.run(status.reason_action)
+            wd.action_done()
+            on_status(wd.tick())
+            return result
+        await sleep(1.0)
+
+
+async def test_watchdog_and_runner_act_once_when_idle_with_a_fake_clock(events):
     from qwentui.idle.watchdog import IdleState, MetricsSample, Watchdog
 
     now = [0.0]
@@ -242,7 +255,7 @@ async def test_watch_loop_acts_once_when_idle_with_a_fake_clock(events):
 
     seen = []
     runner = ActionRunner(FakeSupervisor(events))
-    result = await watch(wd, runner, sample=sample, interval=1.0, on_status=seen.append, sleep=fake_sleep)
+    result = await _watch(wd, runner, sample, seen.append, fake_sleep)
     assert result.ok and events == ["stop:idle"]
     # the external request seen at t=3 restarted the 10 s timer: it acts at t=13
     assert now[0] == 13.0

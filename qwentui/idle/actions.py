@@ -200,24 +200,3 @@ def _failed(done: dict, error: str, **extra: Any) -> ActionResult:
     """A failed poweroff; the message says first whether the engine is stopped."""
     engine = "engine stopped" if done["engine_stopped"] else "engine stop failed too"
     return ActionResult(ok=False, message=f"{engine}; {error}", error=error, **done, **extra)
-
-
-async def watch(watchdog: Any, runner: ActionRunner, *,
-                sample: Callable[[], Awaitable[Any]] | None = None, interval: float = 1.0,
-                on_status: Callable[[Any], Any] | None = None,
-                sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> ActionResult:
-    """Feed `sample()` (engine metrics, or None) to `watchdog`, tick every `interval`, and run
-    the action once it is due. Returns the action's result; cancel the task to stop watching."""
-    while True:
-        if sample is not None:
-            watchdog.observe_metrics(await sample())
-        status = watchdog.tick()
-        if on_status is not None:
-            on_status(status)
-        if status.action_due:
-            result = await runner.run(status.reason_action)
-            watchdog.action_done()
-            if on_status is not None:
-                on_status(watchdog.tick())
-            return result
-        await sleep(interval)
