@@ -70,6 +70,8 @@ def parse_duration(value: Any, key: str = "duration") -> float:
 
 def format_duration(seconds: float) -> str:
     """The shortest duration string that parses back to `seconds`."""
+    if seconds == 0:
+        return "0s"
     if seconds < 1:
         return f"{round(seconds * 1000)}ms"
     whole = int(seconds)
@@ -81,6 +83,17 @@ def format_duration(seconds: float) -> str:
             out += f"{whole // size}{unit}"
             whole %= size
     return out
+
+
+def parse_duration_or_zero(value: Any, key: str = "duration") -> float:
+    """Like `parse_duration`, but 0 ("0", "0s", 0) is allowed; negative values are refused."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0 \
+            or isinstance(value, str) and value.strip().startswith("-"):
+        raise ConfigError(f"{key} must not be negative, got {value!r}")
+    if not isinstance(value, bool) and isinstance(value, (int, float, str)) \
+            and re.fullmatch(r"0+(\.0*)?(ms|s|m|h|d)?", str(value).strip().lower()):
+        return 0.0
+    return parse_duration(value, key)
 
 
 def duration(default: str, doc: str) -> Any:
@@ -129,6 +142,11 @@ class CostConfig:
     budget_session: float = opt(0.0, "Stop the engine when one session costs this much; 0 = no cap.")
     budget_month: float = opt(0.0, "Stop the engine when this month's ledger total reaches this; 0 = no cap.")
     heartbeat: float = duration("30s", "Ledger heartbeat: at most this much is lost on kill -9.")
+    granularity: str = opt("second", "How the provider bills each up-period: rounded up to a whole "
+                           "'second', 'minute' or 'hour' (counted from the period's start).",
+                           choices=("second", "minute", "hour"))
+    minimum: float = opt(0.0, "Least billed per up-period, e.g. '1m'; '0s' = no minimum.",
+                         duration=True, zero_ok=True)
     prices: dict = opt(dict(DEFAULT_PRICES), "Price per hour by GPU class.")
 
 
@@ -142,6 +160,11 @@ class IdleConfig:
     action: str = opt("stop-engine", "'stop-engine' or 'poweroff' (stops the engine first).", choices=("stop-engine", "poweroff"))
     poweroff_command: list = opt(["systemctl", "poweroff"], "argv run to power off; $VARS are expanded.")
     dry_run: bool = opt(False, "Print the poweroff command instead of running it.")
+    stop_at: str = opt("timeout", "'timeout' stops when the timeout runs out; 'billing-boundary' (minute "
+                       "or hour billing) keeps the engine up until just before the paid time ends.",
+                       choices=("timeout", "billing-boundary"))
+    boundary_margin: float = opt(0.0, "With stop_at = 'billing-boundary': stop this long before the "
+                                 "boundary; '0s' = engine.stop_grace + 30s.", duration=True, zero_ok=True)
 
 
 @dataclass(frozen=True)
@@ -231,8 +254,9 @@ class _Where:
 def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
     """Check one value against its field's type; return the stored form."""
     if f.metadata.get("duration"):
+        parse = parse_duration_or_zero if f.metadata.get("zero_ok") else parse_duration
         try:
-            return parse_duration(value, key=where)
+            return parse(value, key=where)
         except ConfigError as exc:
             raise ConfigError(str(exc)) from None
     kind = f.type if isinstance(f.type, type) else {"str": str, "int": int, "float": float,

@@ -41,7 +41,7 @@ def test_new_ledger_is_private_wal_and_versioned(path):
             assert stat.S_IMODE(os.stat(extra).st_mode) == 0o600
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 2
     columns = {r[1] for r in conn.execute("PRAGMA table_info(sessions)")}
     assert {"id", "start_utc", "stop_utc", "heartbeat_utc", "minutes", "gpu_model", "gpu_class",
             "price_per_hour", "currency", "cost", "tokens_in", "tokens_out", "requests", "cache_hits",
@@ -147,24 +147,26 @@ def test_iso_round_trip():
 def test_migrations_run_in_order_and_keep_data(path, monkeypatch):
     with Ledger(path) as led:
         sid = led.open_session("T4", Decimal("1.8"), at=T0)
+    n = schema_version()
     steps = ledger_mod.MIGRATIONS + (
-        (2, "ALTER TABLE sessions ADD COLUMN note TEXT NOT NULL DEFAULT 'v2'"),
-        (3, "UPDATE sessions SET note = note || '+v3'"),
+        (n + 1, "ALTER TABLE sessions ADD COLUMN note TEXT NOT NULL DEFAULT 'v2'"),
+        (n + 2, "UPDATE sessions SET note = note || '+v3'"),
     )
     monkeypatch.setattr(ledger_mod, "MIGRATIONS", steps)
     with Ledger(path) as led:
         assert led.session(sid).gpu_model == "T4"
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == n + 2
     assert conn.execute("SELECT note FROM sessions").fetchone()[0] == "v2+v3"
 
 
 def test_a_failing_migration_leaves_the_old_version(path, monkeypatch):
     Ledger(path).close()
-    monkeypatch.setattr(ledger_mod, "MIGRATIONS", ledger_mod.MIGRATIONS + ((2, "ALTER TABLE nope ADD x"),))
+    n = schema_version()
+    monkeypatch.setattr(ledger_mod, "MIGRATIONS", ledger_mod.MIGRATIONS + ((n + 1, "ALTER TABLE nope ADD x"),))
     with pytest.raises(LedgerError):
         Ledger(path)
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == n
 
 
 def test_newer_schema_is_refused_and_untouched(path):

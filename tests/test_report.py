@@ -242,7 +242,7 @@ def test_newer_schema_is_refused(capsys):
     conn.execute("PRAGMA user_version = 9")
     conn.close()
     line = _one_error_line(capsys, ["report"])
-    assert "schema version 9, newer than this qwentui understands (1)" in line
+    assert "schema version 9, newer than this qwentui understands (2)" in line
 
 
 def test_corrupt_ledger_is_reported_and_kept(capsys):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from textual.command import CommandPalette
-from textual.widgets import DataTable, Input, Log, Static
+from textual.widgets import DataTable, Input, Log, Static, TabbedContent
 from textual.widgets._footer import FooterKey
 
 from qwentui.config import Config
@@ -338,6 +338,8 @@ async def test_f8_report_shows_tables_and_esc_backs_out(tmp_path):
         table = screen.query_one("#table-sessions", DataTable)
         await wait_until(pilot, lambda: table.row_count == 2)
         assert "2026-01: ¥7.5 over 2.5 h in 2 session(s)" in str(screen.query_one("#report-summary", Static).render())
+        assert screen.query_one(TabbedContent).active == "tab-chart"  # the month's picture first
+        await pilot.press("l", "l")  # → What-if → Sessions
         await pilot.press("j")
         assert table.cursor_row == 1
         await pilot.press("l")

@@ -24,6 +24,7 @@ from qwentui.batch.runner import BatchOptions, BatchResult, BatchRunner, Progres
 from qwentui.batch.jsonl import OutputWriter, read_input
 from qwentui.batch.progress import ProgressPrinter, summary_lines
 from qwentui.config import Config
+from qwentui.cost.billing import Billing
 from qwentui.errors import QwentuiError
 
 
@@ -134,6 +135,7 @@ class CostBook:
         self.cfg, self.say, self._clock = cfg, say, clock
         self.gpu_model, self.gpu_class = _gpu()
         self.price: Decimal | None = price_per_hour(cfg, self.gpu_class)
+        self.billing = Billing.from_config(cfg)
         self.currency = cfg.cost.currency
         self.since = engine.started_at or clock()
         self.ledger: Any = None
@@ -149,21 +151,38 @@ class CostBook:
             self.ledger.recover()
             self.session = self.ledger.open_session(
                 self.gpu_model or "", self.price, engine.kind if engine.kind in ("sglang", "sim") else "sglang",
-                gpu_class=self.gpu_class or "", currency=self.currency, at=self.since)
+                gpu_class=self.gpu_class or "", currency=self.currency, at=self.since,
+                billing=self.billing)
+            status = getattr(engine.supervisor, "status", None)
+            launch, ready = getattr(status, "started_at", None), getattr(status, "ready_at", None)
+            if launch is not None and ready is not None:
+                self.ledger.add_engine_start(launch, ready, kind=self.kind(engine))
         except QwentuiError as exc:
             self.say(f"warning: ledger unavailable, this batch's cost is not recorded: {exc.message}")
             if self.ledger is not None:
                 self.ledger.close()
             self.ledger, self.session = None, None
 
+    @staticmethod
+    def kind(engine: EngineHandle) -> str:
+        return engine.kind if engine.kind in ("sglang", "sim") else "sglang"
+
     def elapsed(self) -> float:
         return max(0.0, self._clock() - self.since)
 
+    def busy(self, start: float, end: float) -> None:
+        """The batch ran in [start, end): one busy interval of the activity record."""
+        if self.session is None:
+            return
+        try:
+            self.ledger.add_activity(start, max(start, end), "batch")
+        except QwentuiError as exc:
+            self.say(f"warning: batch activity not recorded: {exc.message}")
+
     def cost(self) -> Decimal | None:
-        """Box time this job used so far (since engine start when we started it) × price."""
-        if self.price is None:
-            return None
-        return self.price * Decimal(str(round(self.elapsed(), 3))) / Decimal(3600)
+        """Box time this job used so far (since engine start when we started it) × price,
+        billed like the ledger row (cost.granularity, cost.minimum)."""
+        return self.billing.cost(self.price, self.since, self._clock())
 
     def heartbeat(self, p: Progress) -> None:
         """Counters so far (requests = answers the engine produced); kill -9 loses one interval."""
@@ -282,9 +301,11 @@ class BatchJob:
                                   cost=book.cost)
         ticker = asyncio.create_task(self._tick(printer, book))
         self._batch_running = True
+        began = time.time()
         try:
             result = await self.runner.run()
         finally:
+            book.busy(began, time.time())
             self._batch_running = False
             ticker.cancel()
             printer.done(self.runner.progress())

@@ -108,6 +108,9 @@ def _cost_line(r: BatchResult, book: Any) -> str:
     per_1k = cost * 1000 / r.completion_tokens if r.completion_tokens else None
     elapsed = duration(book.elapsed())
     text = f"cost: {money(cost, book.currency)} for {elapsed} of box time at {format_price(book.price, book.currency)}/h"
+    billing = getattr(book, "billing", None)
+    if billing is not None and billing.rounds:
+        text += f" (billed per {billing.name})"
     return text + (f" · {money(per_1k, book.currency)} per 1K generated tokens" if per_1k is not None else "")
 
 

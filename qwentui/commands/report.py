@@ -1,4 +1,5 @@
-"""`qwentui report [--month YYYY-MM | --from DATE --to DATE] [--format table|csv|json]`."""
+"""`qwentui report [--month YYYY-MM | --from DATE --to DATE] [--format table|csv|json]`,
+and `--what-if`: the idle-timeout replay over recorded activity or a `--trace` file."""
 
 from __future__ import annotations
 
@@ -21,7 +22,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vs-gpu", metavar="NAME", default="A10G",
                    help="reference GPU for the always-on comparison (default A10G)")
     p.add_argument("--ledger", metavar="PATH", help="ledger file (default: the state dir's)")
+    p.add_argument("--no-chart", action="store_true",
+                   help="no chart after the table (charts are only drawn on a terminal)")
+    w = p.add_argument_group("what-if", WHATIF_HELP)
+    w.add_argument("--what-if", action="store_true", help="replay the period's recorded activity for each timeout")
+    w.add_argument("--timeouts", metavar="LIST", help="timeouts to replay (default 5m,15m,30m,1h,never)")
+    w.add_argument("--trace", metavar="FILE.jsonl",
+                   help='replay this trace instead: one {"start": ISO-8601, "end": ISO-8601} a line')
+    w.add_argument("--cold-start", metavar="DURATION", help="cold start (default: median measured one)")
+    w.add_argument("--price", metavar="PER_HOUR", help="price per hour (default: the period's GPU price)")
+    w.add_argument("--gpu", metavar="NAME", help="price of this GPU class from [cost.prices]")
+    w.add_argument("--granularity", choices=("second", "minute", "hour"),
+                   help="billing unit (default cost.granularity)")
+    w.add_argument("--minimum", metavar="DURATION", help="least billed per period (default cost.minimum)")
+    w.add_argument("--max-cold-starts-per-day", type=float, metavar="N",
+                   help="also mark the cheapest timeout with at most N cold starts a day")
+    w.add_argument("--skip-bad", action="store_true", help="skip bad trace lines instead of stopping")
     p.set_defaults(func=run)
+
+
+WHATIF_HELP = (
+    "What each idle timeout would have cost. The box is up in periods: a period starts with a "
+    "cold start (billed; requests arriving during it wait), covers the busy intervals whose gaps "
+    "are all <= the timeout, and ends one timeout after its last busy interval; each period is "
+    "billed rounded up to the granularity, with the minimum. The hindsight optimum (oracle) keeps "
+    "the box up through a gap exactly when the gap is shorter than the cold start, and stops right "
+    "after the last busy interval.")
+WHATIF_ONLY = ("timeouts", "cold_start", "price", "gpu", "granularity", "minimum",
+               "max_cold_starts_per_day", "skip_bad")
 
 
 def period(args: argparse.Namespace, now: float, tz=None) -> tuple[float, float, str]:
@@ -58,15 +86,126 @@ def run(args: argparse.Namespace, *, clock=None, tz=None) -> int:
 
     cfg = flags.load_config(args)
     now = (clock or time.time)()
+    if args.what_if or args.trace:
+        return run_what_if(args, cfg, now, tz)
+    given = [f"--{n.replace('_', '-')}" for n in WHATIF_ONLY if getattr(args, n) not in (None, False)]
+    if given:
+        raise UsageError(f"{given[0]} needs --what-if (or --trace)")
     start, end, title = period(args, now, tz)
     reference = resolve_gpu(cfg, args.vs_gpu)[0] if args.vs_gpu else None
     with Ledger(args.ledger or path_for(cfg.engine.kind), read_only=True) as ledger:
         if ledger.degraded:
             print(f"qwentui: warning: {ledger.degraded}", file=sys.stderr)
         rows = ledger.sessions(start, end)
+        busy, starts = ledger.activity(start, end), ledger.engine_starts(start, end)
     for reason in ledger.skipped:
         print(f"qwentui: warning: skipped a ledger row that cannot be read: {reason}", file=sys.stderr)
     built = report.build(rows, start, end, cfg=cfg, title=title, now=now, tz=tz, reference=reference)
     render = {"table": report.render_table, "csv": report.render_csv, "json": report.render_json}
     sys.stdout.write(render[args.format](built))
+    if _charts_wanted(args) and built.sessions:
+        from qwentui.cost import charts
+
+        built = charts.with_activity(built, busy, starts, cfg, now=now)
+        sys.stdout.write(charts.terminal_chart(charts.draw_days, built.daily, currency=built.currency,
+                                               budget_month=built.budget_month, recorded=built.recorded,
+                                               **_chart_size()) + "\n")
     return 0
+
+
+def _price(args: argparse.Namespace, cfg, rows) -> "Decimal | None":
+    from qwentui.cost.prices import parse_money, price_per_hour, resolve_gpu
+
+    if args.price is not None and args.gpu:
+        raise UsageError("use either --price or --gpu, not both")
+    if args.price is not None:
+        return parse_money(args.price, "--price")
+    if args.gpu:
+        return resolve_gpu(cfg, args.gpu)[1]
+    prices = [r.price_per_hour for r in rows if r.price_per_hour is not None]
+    return prices[-1] if prices else price_per_hour(cfg, None)
+
+
+def _billing(args: argparse.Namespace, cfg):
+    from qwentui.cost.billing import Billing
+    from qwentui.cost.whatif import parse_duration_flag
+
+    minimum = cfg.cost.minimum if args.minimum is None else parse_duration_flag(args.minimum, "--minimum")
+    return Billing.of(args.granularity or cfg.cost.granularity, minimum)
+
+
+def what_if_inputs(args: argparse.Namespace, cfg, now: float, tz=None):
+    """(busy spans, window, measured cold starts, session rows, title) for the replay."""
+    from qwentui.cost import periods
+    from qwentui.cost.ledger import Ledger, path_for
+    from qwentui.cost.whatif import read_trace
+
+    with Ledger(args.ledger or path_for(cfg.engine.kind), read_only=True) as ledger:
+        if ledger.degraded:
+            print(f"qwentui: warning: {ledger.degraded}", file=sys.stderr)
+        measured = ledger.cold_starts()
+        if args.trace:
+            spans, skipped = read_trace(args.trace, skip_bad=args.skip_bad)
+            for problem in skipped:
+                print(f"qwentui: warning: skipped {problem}", file=sys.stderr)
+            # "never" stays up to the end of the trace's last (local) day
+            last = max(b for _, b in spans) / 1000
+            end_ms = int(round(periods.day_start(last + 86400 - 1e-3, tz) * 1000))
+            window = (min(a for a, _ in spans), max(end_ms, max(b for _, b in spans)))
+            return spans, window, measured, ledger.sessions(), f"trace {args.trace}"
+        start, end, title = period(args, now, tz)
+        rows = ledger.sessions(start, end)
+        lo, hi = int(round(start * 1000)), int(round(min(end, max(now, start)) * 1000))
+        spans = [(max(lo, int(round(a * 1000))), min(hi, int(round(b * 1000))))
+                 for a, b in ledger.activity(start, end)]
+        measured = ledger.cold_starts(start, end) or measured
+    return [s for s in spans if s[0] <= s[1]], (lo, hi), measured, rows, title
+
+
+def run_what_if(args: argparse.Namespace, cfg, now: float, tz=None) -> int:
+    from qwentui.cost import whatif
+
+    timeouts = whatif.parse_timeouts(args.timeouts or whatif.DEFAULT_TIMEOUTS)
+    cold = whatif.parse_duration_flag(args.cold_start, "--cold-start") if args.cold_start else None
+    billing = _billing(args, cfg)
+    if args.max_cold_starts_per_day is not None and not args.max_cold_starts_per_day >= 0:
+        raise UsageError(f"--max-cold-starts-per-day must be 0 or more, got {args.max_cold_starts_per_day:g}")
+    spans, window, measured, rows, title = what_if_inputs(args, cfg, now, tz)
+    if not spans:
+        print(f"qwentui what-if: {title}: no recorded activity for this period (the ledger records "
+              "busy intervals from this version on; --trace FILE replays another record)")
+        return 0
+    if cold is None:
+        cold = whatif.median(measured)
+        if cold is None:
+            raise UsageError("no measured cold start in the ledger yet: pass --cold-start DURATION")
+    price = _price(args, cfg, rows)
+    current = None if not cfg.idle.enabled else int(round(cfg.idle.timeout * 1000))
+    result = whatif.run(spans, timeouts, cold_start_ms=int(round(cold * 1000)), billing=billing,
+                        price=price, window=window, current_ms=current,
+                        max_cold_starts_per_day=args.max_cold_starts_per_day)
+    currency = rows[-1].currency if rows else cfg.cost.currency
+    if args.format == "json":
+        sys.stdout.write(whatif.render_json(result))
+    elif args.format == "csv":
+        sys.stdout.write(whatif.render_csv(result))
+    else:
+        sys.stdout.write(whatif.render_table(result, title=title, currency=currency))
+        if _charts_wanted(args):
+            from qwentui.cost import charts
+
+            sys.stdout.write(charts.terminal_chart(charts.draw_what_if, result, currency=currency,
+                                                   **_chart_size()) + "\n")
+    return 0
+
+
+def _charts_wanted(args: argparse.Namespace) -> bool:
+    """Pictures only for people: the table format on a terminal (csv/json and pipes stay plain)."""
+    return args.format == "table" and not args.no_chart and sys.stdout.isatty()
+
+
+def _chart_size() -> dict[str, int]:
+    import shutil
+
+    cols = shutil.get_terminal_size((100, 24)).columns
+    return {"width": max(40, min(cols, 140)), "height": 18}

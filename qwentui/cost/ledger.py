@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import quote
 
+from qwentui.cost.billing import EXACT, Billing
 from qwentui.cost.periods import cost_of, month_bounds, to_ms
 from qwentui.errors import QwentuiError, UsageError
 
@@ -55,8 +56,31 @@ CREATE INDEX sessions_start ON sessions (start_utc);
 CREATE INDEX sessions_open ON sessions (stop_utc) WHERE stop_utc IS NULL;
 """
 
+# v2: each session's billing model (NULL unit = exact, as v1 billed) and the activity
+# record the what-if replay reads: busy intervals and engine starts with their cold start.
+_V2 = """
+ALTER TABLE sessions ADD COLUMN bill_unit_ms INTEGER;
+ALTER TABLE sessions ADD COLUMN bill_min_ms INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE activity (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    start_utc  TEXT NOT NULL,
+    end_utc    TEXT NOT NULL,
+    source     TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX activity_start ON activity (start_utc);
+CREATE TABLE engine_starts (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    launch_utc  TEXT NOT NULL,
+    ready_utc   TEXT NOT NULL,
+    cold_start_s REAL NOT NULL,
+    boot_s      REAL,
+    engine_kind TEXT NOT NULL DEFAULT 'sglang'
+);
+CREATE INDEX engine_starts_launch ON engine_starts (launch_utc);
+"""
+
 # (version, SQL script); append only, never edit a released step.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1),)
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2))
 
 
 class LedgerError(QwentuiError):
@@ -137,6 +161,7 @@ class SessionRow:
     stop_reason: str | None
     engine_kind: str
     pid: int | None
+    billing: Billing = EXACT
 
     @property
     def open(self) -> bool:
@@ -146,9 +171,15 @@ class SessionRow:
     def end(self) -> float:
         return self.stop if self.stop is not None else max(self.heartbeat, self.start)
 
+    @property
+    def billed_end(self) -> float:
+        """Where the billed span ends: the end rounded up by the session's billing model
+        (a started hour is paid to its end, so the rounding counts after the stop)."""
+        return self.start + self.billing.billed_seconds(self.start, self.end)
+
     def cost_between(self, a: float, b: float) -> Decimal | None:
         """What this session cost inside [a, b) (its end is the last heartbeat while open)."""
-        lo, hi = max(self.start, a), min(self.end, b)
+        lo, hi = max(self.start, a), min(self.billed_end, b)
         return cost_of(self.price_per_hour, lo, max(lo, hi))
 
     @classmethod
@@ -163,9 +194,20 @@ class SessionRow:
                 cost=_dec(r["cost"], "cost"),
                 tokens_in=r["tokens_in"], tokens_out=r["tokens_out"], requests=r["requests"],
                 cache_hits=r["cache_hits"], cache_saved=r["cache_saved"], stop_reason=r["stop_reason"],
-                engine_kind=r["engine_kind"], pid=r["pid"])
+                engine_kind=r["engine_kind"], pid=r["pid"], billing=_billing_of(r))
         except (TypeError, ValueError, OverflowError) as exc:
             raise BadRow(f"session {r['id']}: {exc}") from None
+
+
+def _range(start: float | None, end: float | None) -> tuple[str, str]:
+    """(end, start) as ISO text for "starts before end and ends at/after start" queries."""
+    return (iso(end) if end is not None else "9999", iso(start) if start is not None else "")
+
+
+def _billing_of(r: sqlite3.Row) -> Billing:
+    if "bill_unit_ms" not in r.keys() or r["bill_unit_ms"] is None:
+        return EXACT  # v1 rows (or a v1 file read without migrating) were billed exactly
+    return Billing(unit_ms=r["bill_unit_ms"], minimum_ms=r["bill_min_ms"] or 0)
 
 
 def _classify(path: Path, exc: sqlite3.Error) -> QwentuiError:
@@ -327,15 +369,21 @@ class Ledger:
     # -- writing -------------------------------------------------------------------------
 
     def open_session(self, gpu_model: str, price_per_hour: Decimal | None, kind: str = "sglang", *,
-                     gpu_class: str = "", currency: str = "CNY", at: float | None = None) -> int:
-        """Start a session row (its heartbeat = its start); returns its id."""
+                     gpu_class: str = "", currency: str = "CNY", at: float | None = None,
+                     billing: Billing | None = None) -> int:
+        """Start a session row (its heartbeat = its start); returns its id. `billing`
+        (default per second, no minimum) is kept with the row so later config changes
+        never re-price it."""
         now = iso(self._clock() if at is None else at)
         price = None if price_per_hour is None else str(price_per_hour)
+        billing = billing or Billing()
         with self._write() as conn:
             cur = conn.execute(
                 "INSERT INTO sessions (start_utc, heartbeat_utc, gpu_model, gpu_class, price_per_hour,"
-                " currency, engine_kind, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (now, now, gpu_model or "", gpu_class or "", price, currency, kind, os.getpid()))
+                " currency, engine_kind, pid, bill_unit_ms, bill_min_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (now, now, gpu_model or "", gpu_class or "", price, currency, kind, os.getpid(),
+                 billing.unit_ms, billing.minimum_ms))
             return int(cur.lastrowid)
 
     def set_gpu(self, session_id: int, gpu_model: str, gpu_class: str,
@@ -394,7 +442,7 @@ class Ledger:
     def _finish(self, conn: sqlite3.Connection, row: SessionRow, stop: float, reason: str) -> None:
         stop = max(stop, row.start)
         minutes = (to_ms(stop) - to_ms(row.start)) / 60000
-        cost = cost_of(row.price_per_hour, row.start, stop)
+        cost = row.billing.cost(row.price_per_hour, row.start, stop)
         conn.execute("UPDATE sessions SET stop_utc = ?, heartbeat_utc = ?, minutes = ?, cost = ?,"
                      " stop_reason = ? WHERE id = ? AND stop_utc IS NULL",
                      (iso(stop), iso(max(stop, row.heartbeat)), minutes,
@@ -424,7 +472,41 @@ class Ledger:
                     closed.append(row.id)
         return [self.session(i) for i in closed]
 
+    def add_activity(self, start: float, end: float, source: str = "") -> None:
+        """One busy interval (already coalesced by the recorder)."""
+        if end < start:
+            raise ValueError("an activity interval cannot end before it starts")
+        with self._write() as conn:
+            conn.execute("INSERT INTO activity (start_utc, end_utc, source) VALUES (?, ?, ?)",
+                         (iso(start), iso(end), source))
+
+    def add_engine_start(self, launch: float, ready: float, *, boot_s: float | None = None,
+                         kind: str = "sglang") -> None:
+        """An engine start and its measured cold start (launch → ready)."""
+        with self._write() as conn:
+            conn.execute("INSERT INTO engine_starts (launch_utc, ready_utc, cold_start_s, boot_s,"
+                         " engine_kind) VALUES (?, ?, ?, ?, ?)",
+                         (iso(launch), iso(ready), max(0.0, ready - launch), boot_s, kind))
+
     # -- reading -------------------------------------------------------------------------
+
+    def activity(self, start: float | None = None, end: float | None = None) -> list[tuple[float, float]]:
+        """Busy intervals overlapping [start, end), oldest first ([] for a v1 ledger)."""
+        rows = self._query("SELECT start_utc, end_utc FROM activity WHERE start_utc < ? AND end_utc >= ?"
+                           " ORDER BY start_utc, id", _range(start, end))
+        return [(parse_iso(r["start_utc"]), parse_iso(r["end_utc"])) for r in rows]
+
+    def cold_starts(self, start: float | None = None, end: float | None = None) -> list[float]:
+        """Measured cold starts (seconds) of engines launched in [start, end)."""
+        return [ready - launch for launch, ready in self.engine_starts(start, end)]
+
+    def engine_starts(self, start: float | None = None, end: float | None = None) -> list[tuple[float, float]]:
+        """(launch, ready) of engines launched in [start, end), oldest first ([] for a v1 ledger)."""
+        lo, hi = _range(start, end)[::-1]
+        rows = self._query("SELECT launch_utc, cold_start_s FROM engine_starts WHERE launch_utc >= ?"
+                           " AND launch_utc < ? ORDER BY launch_utc, id", (lo, hi))
+        return [(parse_iso(r["launch_utc"]), parse_iso(r["launch_utc"]) + float(r["cold_start_s"]))
+                for r in rows]
 
     def session(self, session_id: int) -> SessionRow:
         rows = self._query("SELECT * FROM sessions WHERE id = ?", (session_id,))

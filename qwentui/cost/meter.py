@@ -6,7 +6,9 @@ caller drives it (the UI each telemetry tick, `heartbeat()` every `cost.heartbea
 
 Billing basis: `instance` bills the box since boot (`psutil.boot_time()`), `engine`
 only while the engine runs. Today and this month are the ledger's earlier sessions
-plus the live span, cut at local midnight and month boundaries.
+plus the live span, cut at local midnight and month boundaries. Each span is billed by
+`cost.granularity` and `cost.minimum` (cost/billing.py): what a started unit commits to
+counts at once, as the provider will charge it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from decimal import Decimal
 from typing import Any, Callable
 
 from qwentui.cost import periods
+from qwentui.cost.billing import Billing
 from qwentui.cost.ledger import STOP_REASONS, Ledger, SessionRow
 from qwentui.cost.prices import classify, price_per_hour, symbol, to_decimal
 from qwentui.errors import QwentuiError
@@ -111,6 +114,7 @@ class Meter:
         self.gpu_model: str | None = None
         self.gpu_class: str | None = None
         self.rate: Decimal | None = price_per_hour(cfg, None)
+        self.billing = Billing.from_config(cfg)
         self.session_id: int | None = None
         self.ledger_error: str | None = None
         self._engine_start: float | None = None
@@ -169,7 +173,8 @@ class Meter:
         if self.ledger is not None:
             self.session_id = self._ledger_call(
                 self.ledger.open_session, self.gpu_model or "", self.rate, kind,
-                gpu_class=self.gpu_class or "", currency=self.cfg.cost.currency, at=self._engine_start)
+                gpu_class=self.gpu_class or "", currency=self.cfg.cost.currency, at=self._engine_start,
+                billing=self.billing)
         return self.session_id
 
     def engine_stopped(self, reason: str = "user", *, at: float | None = None) -> SessionRow | None:
@@ -295,6 +300,15 @@ class Meter:
             return (min(self.boot_time(), now), now)
         return (self._engine_start, now) if self._engine_start is not None else None
 
+    def _billed(self, start: float, stop: float) -> float:
+        return start + self.billing.billed_seconds(start, stop)
+
+    def paid_until(self, now: float | None = None) -> tuple[float, float] | None:
+        """(start of the billed span, when its paid time runs out), None when nothing is billed."""
+        now = self._now(now)
+        live = self._live_span(now)
+        return None if live is None else (live[0], self.billing.paid_until(live[0], now))
+
     def _load_history(self, now: float) -> list[SessionRow]:
         month0 = periods.month_start(now, self.tz)
         fresh = self._history_at is not None and now - self._history_at < HISTORY_REFRESH_S
@@ -319,9 +333,9 @@ class Meter:
             total += row.cost_between(a, b) or 0
         for start, stop, price in self._local_closed:
             if not (self.basis == "instance" and live and start >= live[0]):
-                total += _clipped(price, start, stop, a, b)
+                total += _clipped(price, start, self._billed(start, stop), a, b)
         if live:
-            total += _clipped(self.rate, live[0], live[1], a, b)
+            total += _clipped(self.rate, live[0], self._billed(*live), a, b)
         return total
 
     # -- output --------------------------------------------------------------------------
@@ -335,11 +349,13 @@ class Meter:
             engine_span = (self._engine_start, now)
         else:
             engine_span = self._last_span or (now, now)
-        engine_cost = periods.cost_of(rate, *engine_span)
-        box_cost = periods.cost_of(rate, boot, now)
-        today = self._spent_between(periods.day_start(now, self.tz), now, now)
+        engine_cost = self.billing.cost(rate, *engine_span)
+        box_cost = self.billing.cost(rate, boot, now)
+        day0 = periods.day_start(now, self.tz)
+        today = self._spent_between(day0, periods.day_start(day0 + 90000, self.tz), now)
         month0 = periods.month_start(now, self.tz)
-        month = self._spent_between(month0, now, now)
+        wall = periods.local(now, self.tz)
+        month = self._spent_between(month0, periods.month_bounds(wall.year, wall.month, self.tz)[1], now)
         tokens = self._total_tokens if self.basis == "instance" else self._session_tokens
         session_cost = box_cost if self.basis == "instance" else engine_cost
         per_1k = self._per_1k(session_cost, tokens[1])

@@ -86,6 +86,11 @@ class Report:
     total: Bucket
     compare: tuple[Scenario, ...] = field(default=())
     notes: tuple[str, ...] = field(default=())
+    # the pictures (cost/charts.py `with_activity`): cost per day split, and the what-if replay
+    daily: tuple[Any, ...] = field(default=())
+    recorded: bool = False  # the ledger has busy intervals for this period
+    budget_month: float = 0.0
+    whatif: Any = None
 
 
 def _shares(total: int, weights: list[int]) -> list[int]:
@@ -102,13 +107,13 @@ def _shares(total: int, weights: list[int]) -> list[int]:
 
 def _pieces(row: SessionRow, start: float, end: float, unit: str, tz: tzinfo | None):
     """(key, ms, cost, counts) of the parts of `row` inside [start, end), cut by `unit`."""
-    lo, hi = max(row.start, start), min(row.end, end)
+    lo, hi = max(row.start, start), min(row.billed_end, end)
     if unit == "all":
         parts = [("", lo, hi)] if hi > lo or lo == row.start else []
     else:
         parts = periods.split(lo, hi, unit, tz) or ([(periods.local(lo, tz).strftime(
             "%Y-%m-%d" if unit == "day" else "%Y-%m"), lo, lo)] if lo == row.start and lo < end else [])
-    session_ms = max(0, periods.to_ms(row.end) - periods.to_ms(row.start))
+    session_ms = max(0, periods.to_ms(row.billed_end) - periods.to_ms(row.start))
     weights = [periods.to_ms(b) - periods.to_ms(a) for _, a, b in parts]
     if session_ms == 0:
         weights = [1] * len(parts)
@@ -197,7 +202,7 @@ def _local_iso(ts: float, tz: tzinfo | None) -> str:
 
 
 def session_cells(row: SessionRow, cur: str, tz: tzinfo | None) -> list[str]:
-    cost = row.cost if row.cost is not None or row.price_per_hour is None else row.cost_between(row.start, row.end)
+    cost = row.cost if row.cost is not None or row.price_per_hour is None else row.cost_between(row.start, row.billed_end)
     minutes = Decimal(periods.to_ms(row.end) - periods.to_ms(row.start)) / 60000
     per_1k = cost * 1000 / row.tokens_out if cost is not None and row.tokens_out else None
     return [str(row.id), _when(row.start, tz), "open" if row.open else _when(row.end, tz),
@@ -249,7 +254,7 @@ def render_table(report: Report) -> str:
 
 
 def _session_dict(row: SessionRow, tz: tzinfo | None) -> dict[str, Any]:
-    cost = row.cost if not row.open else row.cost_between(row.start, row.end)
+    cost = row.cost if not row.open else row.cost_between(row.start, row.billed_end)
     return {"id": row.id, "start": _local_iso(row.start, tz), "stop": None if row.open else _local_iso(row.end, tz),
             "start_utc": iso(row.start), "stop_utc": None if row.stop is None else iso(row.stop),
             "heartbeat_utc": iso(row.heartbeat), "open": row.open,

@@ -83,9 +83,24 @@ class IdleStatus:
     action: str = "stop-engine"
     action_due: bool = False  # true on the one tick that entered ACTING: run the action
     last_activity: str = ""  # what last kept it alive, e.g. "API request"
+    paid_left: float | None = None  # idle.stop_at = billing-boundary: seconds until paid time ends
 
-    def describe(self) -> str:
-        """Header text: 'idle 12:30 — stop in 17:30', 'busy: 2 API requests', 'idle stop in 4:59'."""
+    def describe(self, wall: float | None = None) -> str:
+        """Header text: 'idle 12:30 — stop in 17:30', 'busy: 2 API requests', 'idle stop in 4:59',
+        and when holding until a billing boundary 'paid until 10:59 · stop at 10:58:15' (short
+        enough for an 80-column header next to the cost)."""
+        text = self._describe()
+        if self.paid_left is None or self.state not in (IdleState.IDLE, IdleState.SNOOZED, IdleState.WARNING):
+            return text
+        now = time.time() if wall is None else wall
+        paid = "paid until " + time.strftime("%H:%M", time.localtime(now + self.paid_left))
+        if self.state is IdleState.WARNING:
+            return f"{text} · {paid}"
+        stop = time.strftime("%H:%M:%S", time.localtime(now + (self.seconds_left or 0)))
+        held = f"{paid} · stop at {stop}"
+        return f"snoozed · {held}" if self.state is IdleState.SNOOZED else held
+
+    def _describe(self) -> str:
         verb = "power off" if self.action == "poweroff" else "stop"
         left = clock_text(self.seconds_left or 0, up=True)
         s = self.state
@@ -134,6 +149,8 @@ class Watchdog:
         if action not in ACTIONS:
             raise UsageError(f"idle action must be one of {', '.join(ACTIONS)}, got {action!r}")
         self.timeout, self.warn_before, self.action = float(timeout), float(warn_before), action
+        # idle.stop_at = billing-boundary: maps the idle deadline to (stop at, paid until), or None
+        self.boundary: Callable[[float], tuple[float, float] | None] | None = None
         self._clock, self._gauge_stale, self._credit_ttl = clock, gauge_stale, credit_ttl
         self._disabled = not enabled
         self._console = 0  # console chats in flight
@@ -280,24 +297,31 @@ class Watchdog:
     # -- internals -------------------------------------------------------------------
 
     def _countdown(self, now: float, deadline: float, reason: str) -> IdleStatus:
+        paid = None
+        if reason == "idle" and self.boundary is not None:
+            held = self.boundary(deadline)
+            if held is not None:
+                deadline, paid = max(deadline, held[0]), held[1] - now
         left = deadline - now
         if left <= 0:
             self._acting = reason
             return self.tick()
         if left <= self.warn_before:
             started, self._warned = not self._warned, True
-            return self._status(IdleState.WARNING, now, left=left, reason_action=reason, warn=started)
+            return self._status(IdleState.WARNING, now, left=left, reason_action=reason, warn=started,
+                                paid=paid)
         self._warned = False
         snoozed = self._snooze_until > self._last_activity + self.timeout
-        return self._status(IdleState.SNOOZED if snoozed else IdleState.IDLE, now, left=left)
+        return self._status(IdleState.SNOOZED if snoozed else IdleState.IDLE, now, left=left, paid=paid)
 
     def _status(self, state: IdleState, now: float, *, left: float | None = None, alive: str = "",
-                reason_action: str = "", warn: bool = False, due: bool = False) -> IdleStatus:
+                reason_action: str = "", warn: bool = False, due: bool = False,
+                paid: float | None = None) -> IdleStatus:
         idle = 0.0 if state is IdleState.ACTIVE else max(0.0, now - self._last_activity)
         return IdleStatus(state=state, seconds_idle=idle, seconds_left=left, reason_alive=alive,
                           reason_action=reason_action, warning_started=warn,
                           metrics_available=self._metrics_ok, action=self.action,
-                          action_due=due, last_activity=self._last_source)
+                          action_due=due, last_activity=self._last_source, paid_left=paid)
 
     def _idle_deadline(self) -> float:
         return max(self._last_activity + self.timeout, self._snooze_until)

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Sequence
 
+from qwentui.cost.activity import ActivityRecorder
+from qwentui.cost.billing import BoundaryHold
 from qwentui.cost.ledger import STOP_REASONS as LEDGER_REASONS
 from qwentui.cost.meter import CostSnapshot, Meter
 from qwentui.errors import QwentuiError
@@ -110,6 +112,8 @@ class Runtime:
         self.ledger_error: str | None = None
         self.ledger = self._open_ledger(ledger)
         self.meter = Meter(cfg, clock=wall, ledger=self.ledger, boot_time=boot_time)
+        self.activity = ActivityRecorder(lambda: self.ledger, boot_time=self.meter.boot_time)
+        self.watchdog.boundary = BoundaryHold.for_runtime(cfg, self.idle_cfg, self.meter, clock, wall)
         plan = getattr(supervisor, "plan", None)
         if plan is not None and getattr(plan, "gpu_name", None):
             self.meter.set_gpu(plan.gpu_name, getattr(plan, "gpu_class", None) or None)
@@ -189,6 +193,7 @@ class Runtime:
     def _on_engine(self, status: Any) -> None:
         self._pids = None  # processes come and go with the engine's state
         self.meter.observe_engine(status)
+        self.activity.engine(status, self._wall())
         if state_of(status) == "starting":
             self._armed = False  # a new run: arm again once it is ready
         self.poke()
@@ -315,6 +320,7 @@ class Runtime:
             self.watchdog.budget_reached(cost.budget_exceeded)
         idle = self.watchdog.tick() if watching else parked(self.idle_cfg.action)
         self.meter.record_idle(watching and ready and idle.state.value in COUNTING)
+        self.activity.observe(self._wall(), idle)
         snap = self._publish(status, cost, idle)
         if idle.action_due:
             if self.inline_actions:
@@ -389,6 +395,7 @@ class Runtime:
         if self.meter.engine_running:
             self.meter.engine_stopped(reason if reason in LEDGER_REASONS else "user")
         if self.idle_cfg.action == "poweroff" and self.ledger is not None:
+            self.activity.flush()
             self.ledger.close()  # flushed and closed: the box may go down next
             self.ledger, self.meter.ledger, self._ledger_final = None, None, True
 
@@ -419,6 +426,7 @@ class Runtime:
         """Close the open row (if any) with `reason` and the ledger file."""
         if self.meter.engine_running:  # kept running or attached: the row ends with us
             self.meter.engine_stopped(reason if reason in LEDGER_REASONS else "user")
+        self.activity.flush()
         if self.ledger is not None:
             self.ledger.close()
             self.ledger = self.meter.ledger = None

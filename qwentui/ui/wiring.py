@@ -9,6 +9,7 @@ itself only on a new value).
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Sequence
 
 from rich.text import Text
@@ -16,6 +17,7 @@ from textual.css.query import NoMatches
 
 from qwentui.chat.conversation import Turn
 from qwentui.config import format_duration
+from qwentui.cost.answers import AnswerCost, cost_text, requests_now
 from qwentui.errors import QwentuiError
 from qwentui.idle.watchdog import IdleState
 from qwentui.runtime.core import RuntimeSnapshot, state_of
@@ -43,6 +45,7 @@ class RuntimeWiring:
         self._warning = None
         self._cached_client = None
         self._history_loaded = False
+        self._answer_cost: AnswerCost | None = None
 
     def start_runtime(self) -> None:
         """Mount the GPU and cost panes and run the runtime loop (no-op without a runtime)."""
@@ -83,6 +86,8 @@ class RuntimeWiring:
         tele = snap.telemetry
         if tele is not None and tele.seq != self._telemetry_seq:
             self._telemetry_seq = tele.seq
+            if self._answer_cost is not None:  # requests sharing the engine with this answer
+                self._answer_cost.sample(time.time(), requests_now(getattr(tele, "engine", None)))
             gpu = self.query_one("#gpu", GpuPane)
             if not self._history_loaded and self.runtime.sampler is not None:
                 self._history_loaded = True
@@ -191,6 +196,8 @@ class RuntimeWiring:
     def runtime_request_started(self) -> None:
         if self.runtime is not None:
             self.runtime.console_started()
+            latest = self.runtime.latest
+            self._answer_cost = AnswerCost(time.time(), latest.cost.rate_per_hour if latest else None)
 
     def runtime_request_ended(self, turn: Turn) -> None:
         if self.runtime is None:
@@ -198,6 +205,21 @@ class RuntimeWiring:
         usage = turn.usage
         self.runtime.console_finished(usage.prompt_tokens if usage else 0,
                                       usage.completion_tokens if usage else 0, counted=turn.reached_engine)
+        answer, self._answer_cost = self._answer_cost, None
+        if turn.reached_engine and answer is not None:
+            self._edit_stats(lambda text: f"{text} · {cost_text(answer.cost(time.time()), self.cfg.cost.currency)}"
+                             if answer.price is not None else text)
+
+    def _edit_stats(self, edit: Any) -> None:
+        """Rewrite the last answer's stats line."""
+        from textual.widgets import Static
+
+        from qwentui.ui.widgets.messages import AssistantMessage
+
+        answers = list(self.chat.query(AssistantMessage))
+        if answers:
+            stats = answers[-1].query_one("#stats", Static)
+            stats.update(edit(str(stats.content)))
 
     # ------------------------------------------------------------------ actions
 

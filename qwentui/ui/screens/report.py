@@ -1,4 +1,6 @@
-"""F8: this month's cost report (the same numbers as `qwentui report`) as tables."""
+"""F8: this month's cost report (the same numbers as `qwentui report`): the cost per day
+chart (busy / idle / cold start), the what-if replay of idle timeouts (curve and table),
+and the tables."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
+from textual_plotext import PlotextPlot
 
+from qwentui.cost import charts, whatif
 from qwentui.cost import report as cost_report
 from qwentui.cost.prices import format_money, format_number, symbol
 from qwentui.errors import QwentuiError
@@ -21,6 +25,7 @@ from qwentui.ui.dialogs.save import SaveDialog
 
 SESSION_HEADERS = ("#", "start", "stop", "min", "GPU", "price/h", "cost", "tok in", "tok out", "/1K tok",
                    "cache", "stop reason")
+TABS = ("chart", "whatif", "sessions", "days", "gpus")
 BUCKET_HEADERS = ("day", "sessions", "hours", "cost", "tok in", "tok out", "/1K tok", "cache hits",
                   "saved tok", "saved")
 
@@ -35,7 +40,9 @@ def month_report(cfg: Any, *, now: float | None = None, ledger_path: Path | None
     start, end = periods.month_bounds(wall.year, wall.month)
     with Ledger(ledger_path or path_for(cfg.engine.kind), read_only=True) as ledger:
         rows = ledger.sessions(start, end)
-    return cost_report.build(rows, start, end, cfg=cfg, title=f"{wall.year:04d}-{wall.month:02d}", now=now)
+        busy, starts, measured = ledger.activity(start, end), ledger.engine_starts(start, end), ledger.cold_starts()
+    rep = cost_report.build(rows, start, end, cfg=cfg, title=f"{wall.year:04d}-{wall.month:02d}", now=now)
+    return charts.with_activity(rep, busy, starts, cfg, now=now, measured=measured)
 
 
 def summary_text(rep: cost_report.Report) -> str:
@@ -57,6 +64,8 @@ class ReportScreen(OperatorScreen):
     ReportScreen #report-summary { height: auto; padding: 0 1; }
     ReportScreen TabbedContent { height: 1fr; }
     ReportScreen DataTable { height: 1fr; }
+    ReportScreen #chart-whatif { height: 2fr; }
+    ReportScreen #table-whatif { height: 1fr; }
     """
     BINDINGS = [
         Binding("escape", "back", "Back", id="screen-back"),
@@ -77,6 +86,11 @@ class ReportScreen(OperatorScreen):
     def compose_body(self) -> ComposeResult:
         yield Static("loading the ledger…", id="report-summary", markup=False)
         with TabbedContent(id="report-tabs"):
+            with TabPane("Chart", id="tab-chart"):
+                yield PlotextPlot(id="chart-days")
+            with TabPane("What-if", id="tab-whatif"):
+                yield PlotextPlot(id="chart-whatif")
+                yield DataTable(id="table-whatif", zebra_stripes=True, cursor_type="row")
             for name, label in (("sessions", "Sessions"), ("days", "Per day"), ("gpus", "Per GPU")):
                 with TabPane(label, id=f"tab-{name}"):
                     yield DataTable(id=f"table-{name}", zebra_stripes=True, cursor_type="row")
@@ -111,7 +125,27 @@ class ReportScreen(OperatorScreen):
         self._fill("days", [h.replace("/1K", f"{sym}/1K") for h in BUCKET_HEADERS], days)
         gpus = [cost_report.bucket_cells(b, cur) for b in rep.gpus]
         self._fill("gpus", ["GPU", *[h.replace("/1K", f"{sym}/1K") for h in BUCKET_HEADERS[1:]]], gpus)
-        self.query_one("#table-sessions", DataTable).focus()
+        self._draw(rep)
+
+    def _draw(self, rep: cost_report.Report) -> None:
+        """The pictures; the what-if tab says why it is empty when there is nothing to replay."""
+        days = self.query_one("#chart-days", PlotextPlot)
+        daily = rep.daily or charts.daily_costs(rep.sessions, (), (), rep.start, rep.end, rep.tz)
+        charts.draw_days(days.plt, daily, currency=rep.currency, budget_month=rep.budget_month,
+                         recorded=rep.recorded)
+        days.refresh()
+        result = rep.whatif
+        curve = self.query_one("#chart-whatif", PlotextPlot)
+        if result is None:
+            curve.plt.clear_data()
+            curve.plt.title("What-if: no recorded activity this month (or no measured cold start yet)")
+            self._fill("whatif", ["timeout"], [])
+        else:
+            charts.draw_what_if(curve.plt, result, currency=rep.currency)
+            rows = [whatif.cells(result, r, rep.currency) for r in result.rows]
+            rows.append(whatif.oracle_cells(result, rep.currency))
+            self._fill("whatif", whatif.HEADERS[:-1] + ["mark"], rows)
+        curve.refresh()
 
     def _fill(self, name: str, headers: list[str], rows: list[list[str]]) -> None:
         table = self.query_one(f"#table-{name}", DataTable)
@@ -120,17 +154,20 @@ class ReportScreen(OperatorScreen):
         table.add_rows(rows)
 
     def action_tab(self, step: int) -> None:
-        names = ["sessions", "days", "gpus"]
         tabs = self.query_one(TabbedContent)
         now = tabs.active.removeprefix("tab-")
-        nxt = names[(names.index(now) + step) % len(names)]
+        nxt = TABS[(TABS.index(now) + step) % len(TABS)]
         tabs.active = f"tab-{nxt}"
-        self.query_one(f"#table-{nxt}", DataTable).focus()
+        tables = self.query(f"#table-{nxt}")
+        if tables:
+            tables.first(DataTable).focus()
 
     def action_cursor(self, step: int) -> None:
         tabs = self.query_one(TabbedContent)
-        table = self.query_one(f"#table-{tabs.active.removeprefix('tab-')}", DataTable)
-        table.action_cursor_down() if step > 0 else table.action_cursor_up()
+        tables = self.query(f"#table-{tabs.active.removeprefix('tab-')}")
+        if tables:
+            table = tables.first(DataTable)
+            table.action_cursor_down() if step > 0 else table.action_cursor_up()
 
     def action_save(self) -> None:
         if self.report is None:
