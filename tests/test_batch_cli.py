@@ -56,6 +56,8 @@ def port_is_free(port: int) -> bool:
     ('{"id": 1, "prompt": "a"}\n{"id": 1, "prompt": "b"}\n', ["in.jsonl", "-o", "out.jsonl"], "duplicate id 1"),
     ('{"prompt": "a"}\n', ["in.jsonl", "-o", "no/such/dir/out.jsonl"], "cannot write"),
     ('{"prompt": "a"}\n', ["in.jsonl", "-o", "out.jsonl", "--concurrency", "0"], "--concurrency must be 1-1024"),
+    ('{"prompt": "a"}\n', ["in.jsonl", "-o", "out.jsonl", "--timeout", "inf"], "--timeout must be a finite"),
+    ('{"prompt": "a"}\n', ["in.jsonl", "-o", "out.jsonl", "--timeout", "nan"], "--timeout must be a finite"),
     ('{"prompt": "a"}\n', ["in.jsonl", "-o", "out.jsonl", "--max-tokens", "-5"], "--max-tokens must be greater"),
     ('{"prompt": "a"}\n', ["in.jsonl", "-o", "out.jsonl", "--resume", "--overwrite"], "contradict"),
 ])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from qwentui.errors import UsageError
 
@@ -57,8 +58,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"--max-tokens must be greater than zero, got {args.max_tokens}")
     if not 0 <= args.retries <= 20:
         raise UsageError(f"--retries must be 0-20, got {args.retries}")
-    if not args.timeout > 0:
-        raise UsageError(f"--timeout must be greater than zero, got {args.timeout:g}")
+    if not (0 < args.timeout < math.inf):
+        raise UsageError(f"--timeout must be a finite number of seconds greater than zero, got {args.timeout:g}")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite contradict each other; choose one")
 
