@@ -1,6 +1,6 @@
 """qwentui performance harness: each figure next to its baseline, measured in one run.
 
-    python bench/run.py [--quick] [--json out.json] [--only chat,batch,app,help,stop,ledger]
+    python bench/run.py [--quick] [--json out.json] [--only chat,batch,app,help,stop,ledger,fleet]
 
 Starts the simulator itself (no GPU, no model) and prints one line per figure: name,
 value, unit, target and ok/MISS ("info" lines have no target). Ratios, not absolute
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Ctx, Figure  # noqa: E402
 
 # Group name → module under bench/figures. Cheap ones first.
-GROUPS = ("help", "ledger", "stop", "batch", "chat", "app")
+GROUPS = ("help", "ledger", "stop", "batch", "chat", "app", "fleet")
 ALIASES = {"paint": "app", "idle": "app", "startup": "help"}
 
 

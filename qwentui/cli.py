@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "sim",
     "batch",
     "gpu",
+    "fleet",
 )
 
 

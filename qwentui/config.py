@@ -122,6 +122,7 @@ class EngineConfig:
     startup_timeout: float = duration("10m", "Give up on start-up after this long.")
     stop_grace: float = duration("15s", "Wait this long after SIGTERM before SIGKILL.")
     autostart: bool = opt(True, "Start the engine when the console opens.")
+    gpus: Any = opt(1, "GPUs for one SGLang server: 1, N (--dp-size N: one replica per GPU) or \"all\".", gpus=True)
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,24 @@ class UiConfig:
 
 
 @dataclass(frozen=True)
+class FleetConfig:
+    workers: list = opt([], "Engine URLs served behind SGLang's model gateway `smg`, e.g. ['http://box-a:30000'].")
+    host: str = opt("127.0.0.1", "Address the gateway binds; anything but loopback requires fleet.api_key.")
+    port: int = opt(30080, "TCP port of the gateway's OpenAI-compatible API.")
+    metrics_port: int = opt(29000, "Port of the gateway's Prometheus /metrics, always bound to 127.0.0.1.")
+    # round_robin: with smg 1.13's defaults, cache_aware/power_of_two/least_load sent ~60% of a
+    # 300-prompt batch to one of three equal workers here (its balance threshold is 64 requests).
+    policy: str = opt("round_robin", "smg routing policy; 'cache_aware' suits long shared prompts.",
+                      choices=("round_robin", "cache_aware", "power_of_two", "least_load", "random"))
+    api_key: str = opt("", "Key the workers want (smg sends it to them and requires it from clients).", secret=True)
+    prices: dict = opt({}, "Price per hour of each worker's box by URL, e.g. {'http://box-a:30000' = 1.8}; "
+                       "the ledger records one session per worker at this price.")
+    health_interval: float = duration("5s", "How often smg probes each worker's /ready; 2 misses mark it down.")
+    startup_timeout: float = duration("2m", "Give up when the gateway has not registered every worker by then.")
+    stop_grace: float = duration("10s", "Wait this long after SIGTERM before SIGKILL (smg drains for ~5s).")
+
+
+@dataclass(frozen=True)
 class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
@@ -198,6 +217,7 @@ class Config:
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     ui: UiConfig = field(default_factory=UiConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
     source: str = field(default="defaults", compare=False)
 
 
@@ -209,6 +229,7 @@ SECTIONS: dict[str, type] = {
     "telemetry": TelemetryConfig,
     "cache": CacheConfig,
     "ui": UiConfig,
+    "fleet": FleetConfig,
 }
 
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
@@ -259,6 +280,8 @@ def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
             return parse(value, key=where)
         except ConfigError as exc:
             raise ConfigError(str(exc)) from None
+    if f.metadata.get("gpus"):
+        return gpus_setting(value, where)
     kind = f.type if isinstance(f.type, type) else {"str": str, "int": int, "float": float,
                                                     "bool": bool, "list": list, "dict": dict}[f.type]
     ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
@@ -285,6 +308,17 @@ def _odd_value(value: Any) -> str | None:
     if not isinstance(value, (str, int, float, bool)):
         return "made of strings, numbers and true/false (no dates or times)"
     return None
+
+
+def gpus_setting(value: Any, where: str = "engine.gpus") -> Any:
+    """engine.gpus: a whole number >= 1 or "all" (a digit string from the environment counts)."""
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return "all"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where} must be a whole number of GPUs (1, 2, ...) or \"all\", got {value!r}")
+    return value
 
 
 def _build_section(cls: type, table: Mapping[str, Any], where: _Where, section: str, base: Any) -> Any:
@@ -324,6 +358,24 @@ def _validate(cfg: Config, where: _Where) -> None:
         raise ConfigError(f"{where('chat', 'max_tokens')} must be greater than zero")
     if cfg.cache.max_entries <= 0:
         raise ConfigError(f"{where('cache', 'max_entries')} must be greater than zero")
+    _validate_fleet(cfg.fleet, where)
+
+
+def _validate_fleet(f: FleetConfig, where: _Where) -> None:
+    for key in ("port", "metrics_port"):
+        if not 1 <= getattr(f, key) <= 65535:
+            raise ConfigError(f"{where('fleet', key)} must be an integer 1-65535, got {getattr(f, key)!r}")
+    if f.port == f.metrics_port:
+        by = where.set_by.get(("fleet", "port"))
+        raise ConfigError(f"{where('fleet', 'metrics_port')} must differ from fleet.port "
+                          f"({f.port}{f', from {by}' if by else ''})")
+    if not _is_host(f.host):
+        raise ConfigError(f"{where('fleet', 'host')} must be an IP address or 'localhost', got {f.host!r}")
+    if not all(isinstance(w, str) and w.strip() for w in f.workers):
+        raise ConfigError(f"{where('fleet', 'workers')} must be a list of URLs like 'http://box-a:30000'")
+    for url, price in f.prices.items():
+        if isinstance(price, bool) or not isinstance(price, (int, float)) or not 0 < price < float("inf"):
+            raise ConfigError(f"{where('fleet.prices', url)} must be a price greater than zero, got {price!r}")
 
 
 def _is_host(host: str) -> bool:
@@ -378,7 +430,25 @@ def from_mapping(data: Mapping[str, Any], origin: str = "<config>", text: str | 
         warn = min(WARN_BEFORE_MAX, cfg.idle.timeout / 3)
         cfg = dataclasses.replace(cfg, idle=dataclasses.replace(cfg.idle, warn_before=warn))
     _validate(cfg, where)
+    _check_no_nul(cfg, where)
     return cfg
+
+
+def _check_no_nul(cfg: Config, where: _Where) -> None:
+    """A NUL byte cannot go into argv, a path or an environment variable."""
+    def has_nul(value: Any) -> bool:
+        if isinstance(value, str):
+            return "\x00" in value
+        if isinstance(value, (list, tuple)):
+            return any(has_nul(v) for v in value)
+        if isinstance(value, Mapping):
+            return any(has_nul(k) or has_nul(v) for k, v in value.items())
+        return False
+
+    for section in SECTIONS:
+        for f in dataclasses.fields(getattr(cfg, section)):
+            if has_nul(getattr(getattr(cfg, section), f.name)):
+                raise ConfigError(f"{where(section, f.name)} must not contain a NUL character (\\u0000)")
 
 
 def _text_value(raw: Any, f: dataclasses.Field) -> Any:

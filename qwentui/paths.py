@@ -35,8 +35,21 @@ def log_dir() -> Path:
 
 
 def ensure_dir(path: Path) -> Path:
-    """Create `path` (0700) if missing and return it."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Create `path` if missing and return it. Every directory created here, missing parents
+    included (e.g. ~/.local/state), is 0700 whatever the umask; existing ones are untouched."""
+    missing = []
+    for parent in (path, *path.parents):
+        if parent.is_dir():
+            break
+        missing.append(parent)
+    for new in reversed(missing):
+        try:
+            os.mkdir(new, 0o700)
+        except FileExistsError:
+            if not new.is_dir():
+                raise
+            continue  # made meanwhile by someone else: not ours to chmod
+        os.chmod(new, 0o700)  # mkdir's mode is masked by the umask
     return path
 
 

@@ -92,10 +92,9 @@ def test_duplicate_ids(tmp_path):
         read_input(path)
 
 
-def test_generated_id_colliding_with_explicit_id_is_a_duplicate(tmp_path):
+def test_generated_id_never_collides_with_an_explicit_id(tmp_path):
     path = write_lines(tmp_path / "in.jsonl", '{"id": 2, "prompt": "a"}', '{"prompt": "b"}')
-    with pytest.raises(UsageError, match="duplicate id 2"):
-        read_input(path)
+    assert [item.id for item in read_input(path)] == [2, "line-2"]  # issue 16 item 9
 
 
 def test_string_and_int_ids_are_distinct(tmp_path):

@@ -30,6 +30,7 @@ from qwentui.config import SECTIONS
 
 KEYS = [(s, f.name) for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
 SERVE_FLAGS = ["--stop-grace", "--startup-timeout", "--idle-timeout", "--idle-action", "--port", "--engine"]
+FLEET_FLAGS = ["--port", "--metrics-port", "--policy"]
 
 scalars = st.one_of(
     st.booleans(),
@@ -140,6 +141,15 @@ def test_env_values(entries):
 def test_flag_values(flags):
     argv = ["serve", *(f"{flag}={env_text(v)}" for flag, v in flags)]
     with mock.patch("qwentui.runtime.serve.ServeSession", _NoEngine):
+        assert_clean(*run(argv, {}))
+
+
+@FUZZ
+@given(flags=st.lists(st.tuples(st.sampled_from(FLEET_FLAGS), values), max_size=3))
+def test_fleet_flag_values(flags):
+    argv = ["fleet", "--worker", "http://127.0.0.1:9", *(f"{flag}={env_text(v)}" for flag, v in flags)]
+    # Past the flags the gateway would start: stop there with a clean exit.
+    with mock.patch("qwentui.engine.gateway.require_smg", side_effect=SystemExit(0)):
         assert_clean(*run(argv, {}))
 
 

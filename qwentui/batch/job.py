@@ -91,8 +91,9 @@ async def _attach(cfg: Config, url: str, kind: str) -> EngineHandle:
 
 
 async def acquire_engine(cfg: Config, attach: str | None, say: Callable[[str], Any], *,
-                         keep: bool = False) -> EngineHandle:
-    """Attach to `attach`, reuse an engine already ready on the configured port, or start one."""
+                         keep: bool = False, on_start: Callable[[Any], Any] | None = None) -> EngineHandle:
+    """Attach to `attach`, reuse an engine already ready on the configured port, or start one
+    (`on_start(supervisor)` is called just before it starts: its bill starts there)."""
     if attach:
         return await _attach(cfg, attach, "attached")
     url = f"http://{_connect_host(cfg.engine.host)}:{cfg.engine.port}"
@@ -105,10 +106,13 @@ async def acquire_engine(cfg: Config, attach: str | None, say: Callable[[str], A
     label = " (SIMULATED)" if cfg.engine.kind == "sim" else ""
     say(f"starting the engine: {cfg.engine.kind}{label} {cfg.engine.model} on port {cfg.engine.port}")
     started = time.time()
+    if on_start is not None:
+        on_start(sup)
     try:
         await sup.start()
-    except BaseException:
-        await asyncio.shield(_stop_quietly(sup, "user"))
+    except BaseException as exc:
+        reason = "signal" if isinstance(exc, asyncio.CancelledError) else "crash"
+        await asyncio.shield(_stop_quietly(sup, reason))
         raise
     say(f"engine ready after {time.time() - started:.0f}s at {sup.base_url}")
     return EngineHandle(sup.base_url, sup.api_key, sup.served_model, cfg.engine.kind, owned=True,
@@ -126,42 +130,66 @@ async def _stop_quietly(sup: Any, reason: str) -> None:
 
 
 class CostBook:
-    """Price, the box time this job used, and (for an engine we own) the ledger session."""
+    """Price, the box time this job used, and (for an engine we start) the ledger session.
 
-    def __init__(self, cfg: Config, engine: EngineHandle, say: Callable[[str], Any],
-                 clock: Callable[[], float] = time.time) -> None:
-        from qwentui.cost.prices import price_per_hour
+    The session row is written when our engine starts (not when it is ready) and its
+    heartbeat comes every second at first, then every quarter of the time so far, up to
+    `cost.heartbeat`, so a kill -9 early in the run is recovered with the minutes it ran."""
+
+    def __init__(self, cfg: Config, say: Callable[[str], Any], clock: Callable[[], float] = time.time) -> None:
+        from qwentui.cost.prices import box_price
 
         self.cfg, self.say, self._clock = cfg, say, clock
-        self.gpu_model, self.gpu_class = _gpu()
-        self.price: Decimal | None = price_per_hour(cfg, self.gpu_class)
+        self.gpu_model, self.gpu_class, count = _gpu(cfg)
+        self.price: Decimal | None = box_price(cfg, self.gpu_class, count)
         self.billing = Billing.from_config(cfg)
         self.currency = cfg.cost.currency
-        self.since = engine.started_at or clock()
+        self.since = clock()
         self.ledger: Any = None
         self.session: int | None = None
-        if engine.owned:
-            self._open(engine)
+        self.progress: Callable[[], Progress | None] = lambda: None
+        self._beats: asyncio.Task | None = None
+        self._beat_failed = False
 
-    def _open(self, engine: EngineHandle) -> None:
+    def engine_starting(self, kind: str) -> None:
+        """Our engine is about to start: the bill (and the ledger row) starts now."""
+        self.since = self._clock()
         from qwentui.cost.ledger import Ledger, path_for
 
         try:
-            self.ledger = Ledger(path_for(engine.kind))
+            self.ledger = Ledger(path_for(kind))
             self.ledger.recover()
             self.session = self.ledger.open_session(
-                self.gpu_model or "", self.price, engine.kind if engine.kind in ("sglang", "sim") else "sglang",
-                gpu_class=self.gpu_class or "", currency=self.currency, at=self.since,
-                billing=self.billing)
-            status = getattr(engine.supervisor, "status", None)
-            launch, ready = getattr(status, "started_at", None), getattr(status, "ready_at", None)
-            if launch is not None and ready is not None:
-                self.ledger.add_engine_start(launch, ready, kind=self.kind(engine))
+                self.gpu_model or "", self.price, kind if kind in ("sglang", "sim") else "sglang",
+                gpu_class=self.gpu_class or "", currency=self.currency, at=self.since, billing=self.billing)
         except QwentuiError as exc:
-            self.say(f"warning: ledger unavailable, this batch's cost is not recorded: {exc.message}")
+            self.say(f"warning: ledger unavailable, this session is not recorded: {exc.message}")
             if self.ledger is not None:
                 self.ledger.close()
             self.ledger, self.session = None, None
+            return
+        self._beats = asyncio.ensure_future(self._heartbeats())
+
+    def using(self, engine: EngineHandle) -> None:
+        """The engine is ready. Ours: record its start-up interval on the row. Someone else's:
+        this job's box time starts now; no ledger row (not our bill)."""
+        if not engine.owned:
+            self.since = self._clock()
+            return
+        status = getattr(engine.supervisor, "status", None)
+        launch, ready = getattr(status, "started_at", None), getattr(status, "ready_at", None)
+        if self.session is not None and launch is not None and ready is not None:
+            try:
+                self.ledger.add_engine_start(launch, ready, kind=self.kind(engine))
+            except QwentuiError as exc:
+                self.say(f"warning: engine start-up not recorded: {exc.message}")
+
+    async def _heartbeats(self) -> None:
+        every = max(1.0, self.cfg.cost.heartbeat)
+        while self.session is not None:
+            # a quarter of the time so far (1 s at least): kill -9 loses at most ~20% of a short run
+            await asyncio.sleep(min(max(1.0, self.elapsed() / 4), every))
+            self.heartbeat(self.progress())
 
     @staticmethod
     def kind(engine: EngineHandle) -> str:
@@ -184,14 +212,21 @@ class CostBook:
         billed like the ledger row (cost.granularity, cost.minimum)."""
         return self.billing.cost(self.price, self.since, self._clock())
 
-    def heartbeat(self, p: Progress) -> None:
+    def heartbeat(self, p: Progress | None) -> None:
         """Counters so far (requests = answers the engine produced); kill -9 loses one interval."""
         if self.session is None:
             return
         try:
-            self.ledger.heartbeat(self.session, p.prompt_tokens, p.completion_tokens, p.ok - p.cached)
+            if p is None:
+                self.ledger.heartbeat(self.session)
+            else:
+                self.ledger.heartbeat(self.session, p.prompt_tokens, p.completion_tokens, p.ok - p.cached)
         except QwentuiError as exc:
-            self.say(f"warning: ledger heartbeat failed: {exc.message}")
+            if not self._beat_failed:  # once, not every beat
+                self.say(f"warning: ledger heartbeat failed: {exc.message}")
+            self._beat_failed = True
+        else:
+            self._beat_failed = False
 
     def record(self, result: BatchResult) -> None:
         if self.session is None:
@@ -205,21 +240,38 @@ class CostBook:
             self.say(f"warning: ledger update failed: {exc.message}")
 
     def close_ledger(self, reason: str = "batch-done") -> None:
+        if self._beats is not None:
+            self._beats.cancel()
+            self._beats = None
         if self.ledger is None:
             return
         try:
             if self.session is not None:
                 self.ledger.close_session(self.session, reason)
+        except QwentuiError as exc:
+            self.say(f"warning: could not close this session in the ledger: {exc.message}")
         finally:
             self.ledger.close()
             self.ledger, self.session = None, None
 
 
-def _gpu() -> tuple[str | None, str | None]:
-    from qwentui.telemetry.nvml import detect_gpu_name, gpu_class
+def _gpu(cfg: Config) -> tuple[str | None, str | None, int]:
+    """First GPU's name and class, and how many GPUs the box has (each one bills); the
+    simulator on a box without one (and no configured price) is priced as the console
+    prices it: "T4 (SIMULATED)"."""
+    from qwentui.cost.prices import table_price
+    from qwentui.runtime.core import SIM_GPU_CLASS
+    from qwentui.telemetry.nvml import gpu_class, probe
 
-    name = detect_gpu_name()
-    return name, (gpu_class(name) if name else None)
+    gpus = probe().gpus
+    name = gpus[0].name if gpus else None
+    if len(gpus) > 1:
+        return f"{len(gpus)}x {name}", gpu_class(name), len(gpus)
+    if name:
+        return name, gpu_class(name), 1
+    if cfg.engine.kind == "sim" and not cfg.cost.price_per_hour > 0 and table_price(cfg, SIM_GPU_CLASS):
+        return f"{SIM_GPU_CLASS} (SIMULATED)", SIM_GPU_CLASS, 1
+    return None, None, 1
 
 
 # ------------------------------------------------------------------ the job
@@ -231,7 +283,7 @@ class BatchJob:
     def __init__(self, cfg: Config, opts: JobOptions, *, out: TextIO | None = None, err: TextIO | None = None,
                  tty: bool | None = None) -> None:
         self.cfg, self.opts = cfg, opts
-        self.out, self.err = out or sys.stdout, err or sys.stderr
+        self.out, self.err = SafeStream(out or sys.stdout), SafeStream(err or sys.stderr)
         self.tty = self.err.isatty() if tty is None else tty
         self.runner: BatchRunner | None = None
         self.interrupted = False
@@ -242,6 +294,12 @@ class BatchJob:
         print(f"qwentui: {text}", file=self.err, flush=True)
 
     async def run(self) -> int:
+        if self.opts.then == "poweroff":  # a command that cannot run fails now, not after the work
+            from qwentui.idle.actions import check_poweroff
+
+            note = check_poweroff(self.cfg.idle.poweroff_command)
+            if note:
+                self.say(note)
         items = read_input(self.opts.input)
         writer = OutputWriter(self.opts.output, resume=self.opts.resume, overwrite=self.opts.overwrite)
         try:
@@ -272,8 +330,22 @@ class BatchJob:
             self._main.cancel()
 
     async def _with_engine(self, items, writer) -> int:
-        engine = await acquire_engine(self.cfg, self.opts.attach, self.say, keep=self.opts.then == "keep")
-        book = CostBook(self.cfg, engine, self.say)
+        book = CostBook(self.cfg, self.say)
+        book.progress = lambda: self.runner.progress() if self.runner is not None else None
+        starting: list[Any] = []
+
+        def on_start(sup: Any) -> None:
+            starting.append(sup)
+            book.engine_starting(self.cfg.engine.kind)
+
+        try:
+            engine = await acquire_engine(self.cfg, self.opts.attach, self.say, keep=self.opts.then == "keep",
+                                          on_start=on_start)
+        except BaseException:  # start-up failed or was interrupted: the row says which
+            timed_out = bool(starting) and starting[0].status.stop_reason == "timeout"
+            book.close_ledger("signal" if self.interrupted else "timeout" if timed_out else "crash")
+            raise
+        book.using(engine)
         result = None
         try:
             result = await self._run_batch(items, writer, engine, book)
@@ -296,7 +368,8 @@ class BatchJob:
                                timeout=self.opts.timeout)
         sender = Sender(engine.base_url, api_key=engine.api_key, model=engine.model, timeout=self.opts.timeout)
         self.runner = BatchRunner(items, writer, sender.send, model=engine.model, options=options,
-                                  cache=cache, engine_problem=engine.problem)
+                                  cache=cache, engine_problem=engine.problem,
+                                  warn=lambda text: self.say(f"warning: {text}"))
         printer = ProgressPrinter(self.err, tty=self.tty, price=book.price, currency=book.currency,
                                   cost=book.cost)
         ticker = asyncio.create_task(self._tick(printer, book))
@@ -315,14 +388,9 @@ class BatchJob:
         return result
 
     async def _tick(self, printer: ProgressPrinter, book: CostBook) -> None:
-        last_beat = time.monotonic()
         while True:
             await asyncio.sleep(printer.interval)
-            progress = self.runner.progress()
-            printer.show(progress)
-            if time.monotonic() - last_beat >= self.cfg.cost.heartbeat:
-                book.heartbeat(progress)
-                last_beat = time.monotonic()
+            printer.show(self.runner.progress())
 
     async def _finish(self, result: BatchResult, engine: EngineHandle, book: CostBook) -> int:
         then = self.opts.then
@@ -382,8 +450,35 @@ class BatchJob:
         book.close_ledger(reason)
 
 
+class SafeStream:
+    """stdout/stderr that a dropped SSH session cannot turn into an exception: after a hang-up
+    writes fail with EIO/EPIPE, and the batch must still stop the engine and save its output."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except (OSError, ValueError):  # ValueError: the stream was closed
+            return 0
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def isatty(self) -> bool:
+        try:
+            return self.stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+
 class _signals:
-    """SIGINT/SIGTERM call `handler` inside the loop (clean stop) instead of raising."""
+    """SIGINT/SIGTERM/SIGHUP call `handler` inside the loop (clean stop) instead of raising;
+    SIGHUP is a dropped SSH session: the same clean stop as SIGTERM."""
 
     def __init__(self, handler: Callable[[], None]) -> None:
         self.handler = handler
@@ -391,7 +486,7 @@ class _signals:
 
     def __enter__(self) -> "_signals":
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             try:
                 loop.add_signal_handler(sig, self.handler)
                 self.installed.append(sig)

@@ -15,6 +15,7 @@ JSON parse per answer), no cache work when the cache is off, a sync file append.
 from __future__ import annotations
 
 import asyncio
+import errno
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -24,7 +25,7 @@ from typing import Any
 import httpx
 
 from qwentui.chat import client as chat
-from qwentui.batch.jsonl import BatchItem, OutputWriter
+from qwentui.batch.jsonl import BatchItem, OutputError, OutputWriter
 from qwentui.cache import CachedAnswer, CacheStats, NullCache, PromptCache
 from qwentui.chat.cached import stored
 
@@ -187,6 +188,27 @@ class Sender:
 SendFn = Callable[..., Awaitable[chat.ChatResult]]
 
 
+EMFILE_ERROR = "too many open files (EMFILE) in qwentui: lower --concurrency or raise `ulimit -n`"
+
+
+class _OutOfFiles(Exception):
+    """Raised inside a worker that must retire because the process ran out of descriptors."""
+
+
+def _is_emfile(exc: BaseException) -> bool:
+    """Whether an error (or what it wraps: httpx → httpcore → OSError) is EMFILE."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno == errno.EMFILE:
+            return True
+        if "Too many open files" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 # ------------------------------------------------------------------ runner
 
 
@@ -197,13 +219,18 @@ class BatchRunner:
                  options: BatchOptions = BatchOptions(), cache: PromptCache | None = None,
                  engine_problem: Callable[[], str | None] | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                 warn: Callable[[str], Any] | None = None) -> None:
         self.items, self.writer, self._send = list(items), writer, send
         self.model, self.options = model, options
         self.cache = cache or NullCache()
         self._engine_problem = engine_problem or (lambda: None)
         self._clock, self._sleep = clock, sleep
+        self._warn = warn or (lambda text: None)
         self.todo = [i for i in self.items if i.key not in writer.done]
+        self._requeued: list[BatchItem] = []  # items a retiring worker gave back (EMFILE)
+        self._workers_left = 0
+        self.fd_limited_to: int | None = None  # concurrency after running out of file descriptors
         self._workers: list[asyncio.Task] = []
         self._stopping = False
         self._broken: str | None = None
@@ -219,6 +246,7 @@ class BatchRunner:
         self._started = self._clock()
         pending = iter(self.todo)
         count = max(1, min(self.options.concurrency, len(self.todo)))
+        self._workers_left = count
         self._workers = [asyncio.create_task(self._worker(pending)) for _ in range(count)]
         try:
             await asyncio.wait(self._workers)
@@ -228,10 +256,14 @@ class BatchRunner:
             raise
         finally:
             self._ended = self._clock()
-            self.writer.sync()
-        for task in self._workers:
-            if not task.cancelled() and task.exception() is not None:
-                raise task.exception()
+            try:
+                self.writer.sync()
+            except OutputError:
+                pass  # raised below by the worker that hit it first
+        errors = [task.exception() for task in self._workers if not task.cancelled()]  # all retrieved
+        for error in errors:
+            if error is not None:
+                raise error
         return self.result()
 
     def stop(self) -> None:
@@ -239,6 +271,12 @@ class BatchRunner:
         self._stopping = True
         for task in self._workers:
             task.cancel()
+
+    def _stop_others(self) -> None:
+        me = asyncio.current_task()
+        for task in self._workers:
+            if task is not me:
+                task.cancel()
 
     def progress(self) -> Progress:
         n = self._n
@@ -260,10 +298,21 @@ class BatchRunner:
     # -------------------------------------------------------------- work
 
     async def _worker(self, pending: Iterator[BatchItem]) -> None:
-        for item in pending:
-            if self._stopping:
-                return
-            await self._one(item)
+        try:
+            while not self._stopping:
+                item = self._requeued.pop() if self._requeued else next(pending, None)
+                if item is None:
+                    return
+                try:
+                    await self._one(item)
+                except _OutOfFiles:  # this worker's connection is one too many: give the item back
+                    self._requeued.append(item)
+                    return
+                except OutputError:  # OUT is full: nothing more can be saved, stop the others
+                    self._stop_others()
+                    raise
+        finally:
+            self._workers_left -= 1  # the last worker never retires (see _out_of_files)
 
     async def _one(self, item: BatchItem) -> None:
         if item.error is not None:
@@ -297,6 +346,8 @@ class BatchRunner:
             try:
                 return await self._send(item.messages, thinking=thinking, max_tokens=max_tokens, params=params)
             except chat.ChatError as exc:
+                if _is_emfile(exc):
+                    self._out_of_files()
                 failure = self._after_error(exc, attempt)
                 retryable = is_transient(exc) or self._broken is not None
             if failure is not None:
@@ -308,6 +359,8 @@ class BatchRunner:
 
     def _after_error(self, exc: chat.ChatError, attempt: int) -> str | None:
         """None to retry, else the error message to record."""
+        if _is_emfile(exc):  # our process, not the engine: never "engine unreachable"
+            return None if attempt < self.options.retries else EMFILE_ERROR
         if not is_transient(exc):
             return exc.message
         if self._broken is not None:
@@ -321,6 +374,19 @@ class BatchRunner:
                 self._broken = f"engine unreachable: {exc.message}"
             return exc.message
         return None
+
+    def _out_of_files(self) -> None:
+        """EMFILE: this process has no file descriptor for another connection. Not the engine's
+        fault: say so once and retire this worker (one request fewer in flight); the last
+        worker retries with backoff instead."""
+        if self._workers_left <= 1:
+            return
+        lowered = self._workers_left - 1
+        if self.fd_limited_to is None:
+            self._warn(f"too many open files (EMFILE) with {self._workers_left} requests in flight: "
+                       "lowering the concurrency (raise `ulimit -n` to go faster)")
+        self.fd_limited_to = lowered
+        raise _OutOfFiles
 
     def _delay(self, attempt: int) -> float:
         base = min(self.options.backoff * (2 ** attempt), self.options.backoff_max)

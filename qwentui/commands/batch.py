@@ -62,6 +62,42 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"--timeout must be a finite number of seconds greater than zero, got {args.timeout:g}")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite contradict each other; choose one")
+    check_open_files(args.concurrency)
+
+
+FD_RESERVE = 64  # ledger, engine log and pipe, cache, TLS, output: what a batch holds besides sockets
+
+
+def check_open_files(concurrency: int) -> None:
+    """Every request in flight holds a socket. Raise the soft RLIMIT_NOFILE toward the hard
+    one when it is too low (as SGLang does for itself); if it still is, refuse now rather
+    than fail mid-run with EMFILE."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    base = _open_fds() + FD_RESERVE
+    need = concurrency + base
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    target = need if hard == resource.RLIM_INFINITY else min(hard, need)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    except (ValueError, OSError):
+        pass
+    if soft < need:
+        raise UsageError(f"--concurrency {concurrency} needs about {need} open files but this process may "
+                         f"open {soft} (ulimit -n): use --concurrency {max(1, soft - base)} or less, or raise "
+                         "the limit")
+
+
+def _open_fds() -> int:
+    import os
+
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 16
 
 
 def options(args: argparse.Namespace, cfg):

@@ -35,6 +35,8 @@ def build(args: argparse.Namespace):
 
 def _on_signal(app) -> None:
     app.exit_reason = "signal"
+    if app.runtime is not None:
+        app.runtime.stop_requested("signal")  # before teardown cancels a start-up as "user"
     app.exit()
 
 

@@ -86,7 +86,30 @@ def _gpus(cfg: Config, sim: bool, nvml: Any) -> list[Check]:
     cuda = f", CUDA {report.cuda}" if report.cuda else ""
     out = [Check(OK, "nvidia", f"driver {report.driver}{cuda}, {len(report.gpus)} GPU(s)")]
     out.extend(_one_gpu(cfg, g, bad) for g in report.gpus)
+    out.append(_multi_gpu(cfg, [g.name for g in report.gpus], bad))
     return out
+
+
+def _multi_gpu(cfg: Config, names: list[str], bad: str) -> Check:
+    """engine.gpus against this box: how many replicas, and no dp over mixed models."""
+    from qwentui.engine import multigpu
+    from qwentui.errors import UsageError
+
+    mixed = multigpu.mixed_models(names)
+    try:
+        count = multigpu.resolve(cfg.engine.gpus, names)
+    except UsageError as exc:
+        fix = "set engine.gpus = 1 (one GPU) or use a box of identical GPUs" if mixed else \
+            "set engine.gpus to the GPU count or \"all\""
+        return Check(bad, "gpus", exc.message, fix)
+    if mixed:
+        return Check(WARN, "gpus", f"mixed GPU models ({', '.join(mixed)}): the engine uses GPU 0 only; "
+                     "data parallelism over mixed models is refused")
+    if count > 1:
+        return Check(OK, "gpus", f"engine.gpus = {cfg.engine.gpus!r}: one SGLang server, --dp-size {count} "
+                     f"(a replica per GPU)")
+    spare = f"; {len(names) - 1} more idle (set engine.gpus = \"all\" to use them)" if len(names) > 1 else ""
+    return Check(OK, "gpus", f"engine uses 1 GPU{spare}")
 
 
 def _one_gpu(cfg: Config, info: Any, bad: str) -> Check:
@@ -201,6 +224,17 @@ def _idle(cfg: Config) -> Check:
         return Check(WARN, "idle", "idle watchdog disabled: the engine runs (and bills) until stopped")
     then = "stop the engine" if i.action == "stop-engine" else \
         f"stop the engine, then run {' '.join(i.poweroff_command)}" + (" (dry run)" if i.dry_run else "")
+    if i.action == "poweroff":
+        from qwentui.errors import UsageError
+        from qwentui.idle.actions import check_poweroff
+
+        try:
+            note = check_poweroff(i.poweroff_command)
+        except UsageError as exc:
+            return Check(FAIL, "idle", f"idle.action = poweroff, but {exc.message}")
+        if note:
+            return Check(WARN, "idle", f"after {format_duration(i.timeout)} without activity: {then}; "
+                         f"{note.removeprefix('warning: ')}")
     return Check(OK, "idle", f"after {format_duration(i.timeout)} without activity: {then}")
 
 

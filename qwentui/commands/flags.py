@@ -29,7 +29,10 @@ class ConfigFlag:
 
     @property
     def dest(self) -> str:
-        return "cfg_" + self.option.lstrip("-").replace("-", "_")
+        """By key (`fleet --port` is not the engine's --port); a switch by its name, since
+        --demo and --engine set the same key."""
+        name = f"{self.section}_{self.key}" if self.switch is None else self.option.lstrip("-").replace("-", "_")
+        return f"cfg_{name}"
 
     def add_to(self, group: Any, default: Any) -> None:
         kw: dict[str, Any] = {"dest": self.dest, "help": self.help, "default": default}
@@ -70,7 +73,14 @@ IDLE_FLAGS = (
                "the box off with idle.poweroff_command (default: idle.action)", choices=("stop-engine", "poweroff")),
     ConfigFlag("--dry-run", "idle", "dry_run", "print the poweroff command instead of running it", switch=True),
 )
-ALL_FLAGS = (*ENGINE_FLAGS, *SERVE_FLAGS, *IDLE_FLAGS)
+POLICIES = ("round_robin", "cache_aware", "power_of_two", "least_load", "random")
+FLEET_FLAGS = (
+    ConfigFlag("--port", "fleet", "port", "gateway port (default fleet.port, 30080)", metavar="N"),
+    ConfigFlag("--metrics-port", "fleet", "metrics_port", "gateway Prometheus port on 127.0.0.1 "
+               "(default fleet.metrics_port, 29000)", metavar="N"),
+    ConfigFlag("--policy", "fleet", "policy", "routing policy (default fleet.policy, round_robin)", choices=POLICIES),
+)
+ALL_FLAGS = (*ENGINE_FLAGS, *SERVE_FLAGS, *IDLE_FLAGS, *FLEET_FLAGS)
 
 
 def add_engine_flags(parser: argparse.ArgumentParser, *, subcommand: bool = False) -> None:
@@ -96,6 +106,11 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("idle watchdog")
     for flag in IDLE_FLAGS:
         flag.add_to(group, None)
+
+
+def add_fleet_flags(parser: argparse.ArgumentParser) -> None:
+    for flag in FLEET_FLAGS:
+        flag.add_to(parser, None)
 
 
 def overrides(args: argparse.Namespace) -> list["Override"]:

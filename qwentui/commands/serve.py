@@ -38,8 +38,20 @@ def run(args: argparse.Namespace) -> int:
     from qwentui.runtime.serve import ServeSession
 
     cfg = flags.load_config(args)
+    _check_poweroff(cfg, args)
     session = ServeSession(cfg, preset=args.preset, keep_engine=getattr(args, "keep_engine", False),
                            attach=getattr(args, "attach", None))
     headless.install(session)  # idle watchdog + cost ledger, via on_tick/on_exit
     code = asyncio.run(session.run())
     return code or session.exit_code
+
+
+def _check_poweroff(cfg, args: argparse.Namespace) -> None:
+    """An idle poweroff whose command cannot run fails before the engine starts."""
+    from qwentui.idle.actions import check_poweroff
+
+    idle = cfg.idle  # the --idle-* flags are in it already
+    if idle.enabled and idle.action == "poweroff" and not getattr(args, "attach", None):
+        note = check_poweroff(idle.poweroff_command)
+        if note:
+            print(note, flush=True)

@@ -6,6 +6,9 @@ Everything after `sim` goes to `python -m qwentui.sim` unchanged (see `qwentui s
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,4 +22,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from qwentui.sim.launch import main
 
+    problem = flag_error(list(args.sim_args))
+    if problem is not None:
+        print(f"qwentui sim: error: {problem} (see 'qwentui sim --help')", file=sys.stderr)
+        return 2
     return main(list(args.sim_args))
+
+
+def flag_error(argv: list[str]) -> str | None:
+    """The simulator's argparse error as one line (it mimics `sglang serve`, whose errors
+    come after a 49-line usage block); None when the flags parse."""
+    from qwentui.sim import args as simargs
+
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            simargs.parse(argv)
+    except SystemExit as exc:
+        if exc.code:
+            lines = [line for line in captured.getvalue().splitlines() if ": error: " in line]
+            return lines[-1].split(": error: ", 1)[1] if lines else "bad flags"
+        raise  # --help: already printed, exit 0
+    return None

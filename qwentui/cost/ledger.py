@@ -29,7 +29,8 @@ from qwentui.errors import QwentuiError, UsageError
 
 FILE_NAME = "ledger.sqlite3"
 SIM_FILE_NAME = "ledger-sim.sqlite3"
-STOP_REASONS = ("user", "idle", "budget", "crash", "signal", "batch-done", "recovered")
+# "timeout": the engine was stopped because its start-up took longer than engine.startup_timeout.
+STOP_REASONS = ("user", "idle", "budget", "crash", "signal", "batch-done", "recovered", "timeout")
 
 _V1 = """
 CREATE TABLE sessions (
@@ -270,6 +271,9 @@ class Ledger:
         except sqlite3.Error as exc:
             self.close()
             raise _classify(self.path, exc) from None
+        except OSError as exc:  # read-only state dir, a directory where the file should be, ...
+            self.close()
+            raise LedgerError(f"cannot use ledger {self.path}: {exc.strerror or exc}") from None
         except BaseException:
             self.close()
             raise

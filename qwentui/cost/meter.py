@@ -22,7 +22,7 @@ from typing import Any, Callable
 from qwentui.cost import periods
 from qwentui.cost.billing import Billing
 from qwentui.cost.ledger import STOP_REASONS, Ledger, SessionRow
-from qwentui.cost.prices import classify, price_per_hour, symbol, to_decimal
+from qwentui.cost.prices import box_price, classify, price_per_hour, symbol, to_decimal
 from qwentui.errors import QwentuiError
 
 HISTORY_REFRESH_S = 300.0
@@ -150,14 +150,16 @@ class Meter:
             self._boot = psutil.boot_time()
         return self._boot() if callable(self._boot) else float(self._boot)
 
-    def set_gpu(self, gpu_model: str | None, gpu_class: str | None = None) -> None:
-        """The GPU this box bills for; the class is derived from the name when not given."""
+    def set_gpu(self, gpu_model: str | None, gpu_class: str | None = None, count: int = 1) -> None:
+        """The GPU this box bills for (× `count` on a multi-GPU box); the class comes from the name."""
         cls = gpu_class or classify(gpu_model)
+        if count > 1 and gpu_model:
+            gpu_model = f"{count}x {gpu_model}"  # the ledger row names the whole box
         if (gpu_model, cls) == (self.gpu_model, self.gpu_class):
             return
         self._flush_idle()
         self.gpu_model, self.gpu_class = gpu_model, cls
-        self.rate = price_per_hour(self.cfg, cls)
+        self.rate = box_price(self.cfg, cls, count)
         if self.session_id is not None:
             self._ledger_call(self.ledger.set_gpu, self.session_id, gpu_model or "", cls or "", self.rate)
 
@@ -226,7 +228,7 @@ class Meter:
         """A telemetry `Snapshot`: the first GPU's name and class, the engine's counters."""
         gpus = getattr(getattr(snapshot, "gpu", None), "gpus", None) or ()
         if gpus:
-            self.set_gpu(gpus[0].name, getattr(gpus[0], "gpu_class", None) or None)
+            self.set_gpu(gpus[0].name, getattr(gpus[0], "gpu_class", None) or None, count=len(gpus))
         engine = getattr(snapshot, "engine", None)
         if engine is not None and getattr(engine, "available", False):
             values = (getattr(engine, "prompt_tokens_total", None),

@@ -101,15 +101,27 @@ def cost_of(price: Decimal | None, start: float, stop: float) -> Decimal | None:
     return price * ms / MS_PER_HOUR
 
 
+# Reports cover epoch time; 9999 has no "next month" or "day after" to end a period with.
+YEARS = (1970, 9998)
+
+
+def _check_year(year: int, flag: str, text: str) -> None:
+    if not YEARS[0] <= year <= YEARS[1]:
+        raise UsageError(f"{flag} must be in the years {YEARS[0]}-{YEARS[1]}, got {text!r}")
+
+
 def parse_month(text: str) -> tuple[int, int]:
     match = re.fullmatch(r"(\d{4})-(\d{2})", (text or "").strip())
     if not match or not 1 <= int(match.group(2)) <= 12:
         raise UsageError(f"--month must be YYYY-MM with a month 01-12, got {text!r}")
+    _check_year(int(match.group(1)), "--month", text)
     return int(match.group(1)), int(match.group(2))
 
 
 def parse_date(text: str, flag: str) -> date:
     try:
-        return date.fromisoformat((text or "").strip())
+        day = date.fromisoformat((text or "").strip())
     except ValueError:
         raise UsageError(f"{flag} must be a date YYYY-MM-DD, got {text!r}") from None
+    _check_year(day.year, flag, text)
+    return day

@@ -54,6 +54,16 @@ def price_per_hour(cfg: Any, gpu_class: str | None) -> Decimal | None:
     return table_price(cfg, gpu_class)
 
 
+def box_price(cfg: Any, gpu_class: str | None, gpus: int = 1) -> Decimal | None:
+    """A box with `gpus` GPUs of one class: cost.price_per_hour when set (the box's price),
+    else the class's table price × the GPU count (rented boxes bill every GPU they have)."""
+    override = cfg.cost.price_per_hour
+    if override and override > 0:
+        return to_decimal(override)
+    each = table_price(cfg, gpu_class)
+    return None if each is None else each * max(1, gpus)
+
+
 def classify(gpu_name: str | None) -> str | None:
     """GPU class of an NVML name ('Tesla T4' → 'T4'), shared with telemetry."""
     if not gpu_name:

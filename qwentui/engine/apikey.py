@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 
 from qwentui.config import EngineConfig, is_loopback
+from qwentui.errors import QwentuiError
 
 
 def key_path() -> Path:
@@ -31,7 +32,12 @@ def resolve(engine: EngineConfig, *, create: bool = True) -> str:
     from qwentui import paths
 
     key = "qwt-" + secrets.token_urlsafe(32)
-    paths.write_private(path, key + "\n")
+    try:
+        paths.write_private(path, key + "\n")
+    except OSError as exc:  # a key nobody can read back later must not be used
+        raise QwentuiError(f"cannot store the generated API key at {path} ({exc.strerror or exc}): "
+                           "set engine.api_key (or QWENTUI_ENGINE_API_KEY), or make that directory "
+                           "writable") from None
     return key
 
 
@@ -40,6 +46,9 @@ def _read(path: Path) -> str:
         text = path.read_text(encoding="utf-8").strip()
     except (FileNotFoundError, UnicodeDecodeError):
         return ""
+    except OSError as exc:
+        raise QwentuiError(f"cannot read the stored API key at {path} ({exc.strerror or exc}): "
+                           "set engine.api_key (or QWENTUI_ENGINE_API_KEY), or fix that file") from None
     if text and path.stat().st_mode & 0o077:
         os.chmod(path, 0o600)  # someone loosened it; a key must stay private
     return text

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qwentui.config import Config, EngineConfig, mask_secret
-from qwentui.engine import apikey, presets
+from qwentui.engine import apikey, multigpu, presets
 from qwentui.telemetry import nvml as gpu
 from qwentui.engine import flags as F
 from qwentui.errors import UsageError
@@ -27,6 +27,7 @@ class LaunchPlan:
     api_key: str
     base_url: str
     served_model: str
+    gpus: int = 1  # SGLang data-parallel replicas (engine.gpus); see engine/multigpu.py
 
     def masked_argv(self) -> list[str]:
         return mask_argv(list(self.argv), self.api_key)
@@ -118,6 +119,8 @@ def plan(cfg: Config, gpu_name: str | None = None, preset: str | None = None, *,
     argv += ["--reasoning-parser", "qwen3", "--enable-metrics"]
     for flag, value in _apply_overrides(chosen.flags, e.overrides, sim=False).items():
         argv += F.render(flag, value)
+    gpus = gpu_count(e, detect=detect)
+    argv += multigpu.dp_argv(gpus)
     if e.kind == "sim":
         sim_table = presets.load(presets.SIM).sim if name != presets.SIM else chosen.sim
         for flag, value in _apply_overrides(sim_table, e.overrides, sim=True).items():
@@ -126,7 +129,13 @@ def plan(cfg: Config, gpu_name: str | None = None, preset: str | None = None, *,
     if key:
         argv += ["--api-key", key]
     return LaunchPlan(tuple(argv), e.kind, name, gpu_name, cls, key, base_url(e.host, e.port),
-                      e.served_model_name or e.model)
+                      e.served_model_name or e.model, gpus)
+
+
+def gpu_count(engine: EngineConfig, *, detect: bool = True) -> int:
+    """engine.gpus checked against NVML (SGLang only; the simulator has no GPUs to count)."""
+    names = multigpu.inventory_names() if detect and engine.kind == "sglang" else None
+    return multigpu.resolve(engine.gpus, names)
 
 
 def build_argv(cfg: Config, gpu_name: str | None = None, preset: str | None = None) -> list[str]:

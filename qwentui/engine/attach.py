@@ -21,7 +21,10 @@ class Found:
 
 def normalize_url(url: str) -> str:
     """'http://h:1/v1/' → 'http://h:1'; anything but an http(s) URL with a host → UsageError."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:  # e.g. 'http://[::1' (an unclosed IPv6 bracket)
+        raise UsageError(f"--attach needs an http(s) URL like http://127.0.0.1:30000, got {url!r}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"--attach needs an http(s) URL like http://127.0.0.1:30000, got {url!r}")
     try:

@@ -83,6 +83,7 @@ MANAGED = {
     "--port": "engine.port", "--api-key": "engine.api_key",
     "--served-model-name": "engine.served_model_name",
     "--reasoning-parser": "qwentui (always qwen3)", "--enable-metrics": "qwentui (always on)",
+    "--dp-size": "engine.gpus", "--data-parallel-size": "engine.gpus",
 }
 
 _HRINT = re.compile(r"\d+(\.\d+)?\s*([kKmMgG]i?)?")

@@ -69,7 +69,12 @@ class LineSplitter:
 
 
 class LogSink:
-    """Masks each line, keeps the last `tail` lines, appends to a rotating 0600 file."""
+    """Masks each line, keeps the last `tail` lines, appends to a rotating 0600 file.
+
+    The file is best effort: a full disk or a read-only log dir must never stop an engine
+    start or stop. The first failure closes the file and adds one notice to the tail
+    (`error` says why); later lines are kept in memory only.
+    """
 
     def __init__(self, path: Path | None, masker: Masker, *, tail: int = 1000,
                  max_bytes: int = 10 * 1024 * 1024, backups: int = 3) -> None:
@@ -79,8 +84,9 @@ class LogSink:
         self.max_bytes = max_bytes
         self.backups = backups
         self._fd: int | None = None
+        self.error: str | None = None
         if path is not None:
-            self._open()
+            self._guarded(self._open)
 
     def _open(self) -> None:
         from qwentui import paths
@@ -94,15 +100,32 @@ class LogSink:
         masked = self.masker(line.rstrip("\n"))
         self.tail.append(masked)
         if self._fd is not None:
-            data = (masked + "\n").encode("utf-8", "replace")
-            if os.fstat(self._fd).st_size + len(data) > self.max_bytes:
-                self._rotate()
-            os.write(self._fd, data)
+            self._guarded(self._append, (masked + "\n").encode("utf-8", "replace"))
         return masked
+
+    def _append(self, data: bytes) -> None:
+        assert self._fd is not None
+        if os.fstat(self._fd).st_size + len(data) > self.max_bytes:
+            self._rotate()
+        if self._fd is not None:
+            os.write(self._fd, data)
+
+    def _guarded(self, action, *args) -> None:
+        try:
+            action(*args)
+        except OSError as exc:
+            self._give_up(exc)
+
+    def _give_up(self, exc: OSError) -> None:
+        """Report once (in the tail, which the UI and serve show), then stop using the file."""
+        self.close()
+        if self.error is None:
+            self.error = f"cannot write the engine log {self.path}: {exc.strerror or exc}"
+            self.tail.append(f"=== qwentui: {self.error}; later lines are kept in memory only")
 
     def _rotate(self) -> None:
         assert self.path is not None and self._fd is not None
-        os.close(self._fd)
+        self.close()
         for n in range(self.backups - 1, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{n}")
             if older.exists():
@@ -114,6 +137,9 @@ class LogSink:
         return list(self.tail)
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -70,6 +70,15 @@ def resolve_command(argv: Sequence[str], environ: Mapping[str, str] | None = Non
     raise UsageError(f"poweroff command not found: {command[0]} (and no {FALLBACK_COMMAND[0]} either)")
 
 
+def check_poweroff(argv: Sequence[str], environ: Mapping[str, str] | None = None,
+                   which: Callable[[str], str | None] = shutil.which) -> str:
+    """Before a run that may power off (batch --then poweroff, serve's idle poweroff):
+    UsageError when no command can run ($VAR unset, not on PATH), so nothing starts that
+    would leave the box up at the end; a warning line when it would fall back, else ""."""
+    _, note = resolve_command(argv, environ, which)
+    return f"warning: idle.poweroff_command: {note}" if note else ""
+
+
 def describe_stop_path(argv: Sequence[str], environ: Mapping[str, str] | None = None,
                        which: Callable[[str], str | None] = shutil.which) -> str:
     """One line for `doctor`: which command powers the box off, or why none can."""
@@ -170,7 +179,10 @@ class ActionRunner:
         if self._confirm is not None and not await self._confirm(command):
             return ActionResult(ok=True, cancelled=True, command=tuple(command),
                                 message="poweroff cancelled; engine stopped", **done)
-        return await self._execute(command, prefix, done)
+        result = await self._execute(command, prefix, done)
+        if note and not result.ok:  # a failed fallback still says why it was not the configured one
+            result = dataclasses.replace(result, message=f"{result.message} ({note})")
+        return result
 
     async def _execute(self, command: list[str], prefix: str, done: dict) -> ActionResult:
         shown = " ".join(command)

@@ -127,6 +127,8 @@ class Runtime:
         self._metrics: Any = None
         self._seq = 0
         self._pids: tuple[float, list[int]] | None = None
+        self._gpu_probed = False  # serve: NVML read once (see _gpu_once)
+        self._stop_reason: str | None = None  # see stop_requested
         self._closed = False
         self._wake: asyncio.Event | None = None
         self._action_task: asyncio.Task | None = None
@@ -190,8 +192,17 @@ class Runtime:
 
     # -- engine ------------------------------------------------------------------------
 
+    def stop_requested(self, reason: str) -> None:
+        """A signal arrived: the stop that follows records `reason`, also when it is a
+        start-up (first or an F5 restart) cancelled by the app's teardown, which stops the
+        engine as "user" before `close()` can say why."""
+        self._stop_reason = reason
+
     def _on_engine(self, status: Any) -> None:
         self._pids = None  # processes come and go with the engine's state
+        if (self._stop_reason and self.meter.engine_running and state_of(status) in ("stopped", "crashed")
+                and getattr(status, "stop_reason", None) in (None, "user")):
+            self.meter.engine_stopped(self._stop_reason)
         self.meter.observe_engine(status)
         self.activity.engine(status, self._wall())
         if state_of(status) == "starting":
@@ -338,23 +349,38 @@ class Runtime:
             self._metrics = await self._scrape()
             self._telemetry = None
             self.meter.observe(_MetricsOnly(self._metrics))
+            await self._gpu_once(status)
             return
         running = getattr(status, "running", False)
         self.sampler.base_url = self.supervisor.base_url if running else None
         self._telemetry = await self.sampler.sample_once()
         self._metrics = self._telemetry.engine
         self.meter.observe(self._telemetry)
-        self._price_simulated(status, self._telemetry)
+        gpu_status = getattr(getattr(self._telemetry, "gpu", None), "status", None)
+        self._price_simulated(status, no_gpu=gpu_status in ("no-nvml", "no-gpu"))
 
-    def _price_simulated(self, status: Any, telemetry: Any) -> None:
+    async def _gpu_once(self, status: Any) -> None:
+        """Serve has no sampler: read the GPU from NVML once, as the console's first sample
+        does, so its ledger row gets the GPU and its price (the simulator's too)."""
+        if self._gpu_probed:
+            return
+        self._gpu_probed = True
+        if self.meter.gpu_model is None:
+            from qwentui.telemetry.nvml import probe
+
+            gpus = (await asyncio.to_thread(probe)).gpus
+            if gpus:
+                self.meter.set_gpu(gpus[0].name, getattr(gpus[0], "gpu_class", None) or None, count=len(gpus))
+                return
+        self._price_simulated(status, no_gpu=True)
+
+    def _price_simulated(self, status: Any, *, no_gpu: bool) -> None:
         """The simulator on a box where NVML sees no GPU and no price is configured: bill it
         as a T4, labelled "T4 (SIMULATED)", so the demo's meter moves. A real engine, a set
         `cost.price_per_hour` or any GPU NVML reports never gets a made-up price."""
         if self.meter.gpu_model is not None or self.cfg.cost.price_per_hour > 0:
             return
-        if self.cfg.engine.kind != "sim" or not getattr(status, "simulated", False):
-            return
-        if getattr(getattr(telemetry, "gpu", None), "status", None) not in ("no-nvml", "no-gpu"):
+        if self.cfg.engine.kind != "sim" or not getattr(status, "simulated", False) or not no_gpu:
             return
         from qwentui.cost.prices import table_price
 

@@ -43,6 +43,7 @@ class ServeWatch:
         self._announced = False
         self._last: Any = None
         self._metrics_error: str | None = None
+        self._ledger_said: str | None = None
         self.result: Any = None  # the ActionResult once the watchdog acted
 
     @property
@@ -65,11 +66,20 @@ class ServeWatch:
             session.say(self._plan_line())
         snap = await self.runtime.step()
         self._report(snap.idle, self.runtime.metrics)
+        self._report_ledger(snap.cost.ledger_error)
 
     async def on_exit(self, session: Any) -> None:
         if self._http is not None:
             await self._http.aclose()
         self.runtime.finish_ledger(session.stop_reason or "user")
+        self._report_ledger(self.meter.ledger_error)
+
+    def _report_ledger(self, error: str | None) -> None:
+        """A failed ledger write (full disk, ...) is said once, not every heartbeat."""
+        if error and error != self._ledger_said:
+            self.session.say(f"warning: cost ledger write failed: {error}; this session may be "
+                             "recorded incompletely")
+        self._ledger_said = error
 
     # -- pieces ------------------------------------------------------------------------------
 

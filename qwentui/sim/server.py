@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from qwentui.sim import completions, metrics, protocol
+from qwentui.sim import completions, loads, metrics, protocol
 from qwentui.sim.chat import chat_completions, json_response
 from qwentui.sim.state import SimState
 
@@ -212,6 +212,7 @@ def routes(args: Namespace) -> list[Route]:
         Route("/abort_request", abort_request, methods=["POST"]),
         Route("/pause_generation", pause_generation, methods=["POST"]),
         Route("/continue_generation", pause_generation, methods=["POST"]),
+        Route("/v1/loads", loads.loads),
     ]
     if args.enable_metrics:
         out.append(Route("/metrics", metrics_endpoint))

@@ -52,7 +52,8 @@ class RuntimeWiring:
         rt = self.runtime
         if rt is None:
             return
-        self.mount_side(GpuPane(id="gpu"), CostPane(id="cost"))
+        fleet = getattr(self, "fleet_pane", None)  # `qwentui fleet --console`: the fleet view in its place
+        self.mount_side(fleet or GpuPane(id="gpu"), CostPane(id="cost"))
         rt.on_snapshot = self._on_runtime_snapshot
         rt.on_message = lambda text: self.notify(text, title="Idle watchdog", timeout=8)
         rt.on_action_done = self._on_action_done
