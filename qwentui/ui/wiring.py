@@ -48,10 +48,13 @@ class RuntimeWiring:
         self._answer_cost: AnswerCost | None = None
 
     def start_runtime(self) -> None:
-        """Mount the GPU and cost panes and run the runtime loop (no-op without a runtime)."""
+        """Mount the GPU and cost panes and run the runtime loop (no-op without a runtime),
+        after the first frame: it is ~0.1 s of work nobody sees before the chat pane."""
+        if self.runtime is not None:
+            self.call_after_refresh(self._start_runtime_now)
+
+    def _start_runtime_now(self) -> None:
         rt = self.runtime
-        if rt is None:
-            return
         fleet = getattr(self, "fleet_pane", None)  # `qwentui fleet --console`: the fleet view in its place
         self.mount_side(fleet or GpuPane(id="gpu"), CostPane(id="cost"))
         rt.on_snapshot = self._on_runtime_snapshot
