@@ -120,7 +120,9 @@ class EngineConfig:
     extra_args: list = opt([], "Extra SGLang flags appended to the preset's, e.g. ['--log-level', 'info'].")
     overrides: dict = opt({}, "Preset flag overrides, e.g. {'--context-length' = '8192'}.")
     startup_timeout: float = duration("10m", "Give up on start-up after this long.")
-    stop_grace: float = duration("15s", "Wait this long after SIGTERM before SIGKILL.")
+    # SGLang reacts to SIGTERM on a 5 s tick and then waits up to 15 s for its scheduler to
+    # free GPU memory (srt/managers/tokenizer_manager.py); a SIGKILL before that leaks it.
+    stop_grace: float = duration("30s", "Wait this long after SIGTERM before SIGKILL.")
     autostart: bool = opt(True, "Start the engine when the console opens.")
     gpus: Any = opt(1, "GPUs for one SGLang server: 1, N (--dp-size N: one replica per GPU) or \"all\".", gpus=True)
 

@@ -33,6 +33,7 @@ class SimProc:
     port: int
     api_key: str | None = None
     argv: list[str] = field(default_factory=list)
+    run_dir: object = None  # the sim's TMPDIR: its SGLang-like leftovers go there, removed on stop
     _stderr: list[str] = field(default_factory=list)
     _stdout: list[str] = field(default_factory=list)
 
@@ -117,6 +118,8 @@ class SimProc:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        if self.run_dir is not None:
+            self.run_dir.clean()
         return self.proc.returncode
 
 
@@ -143,10 +146,13 @@ def start_sim(*extra_args: str, port: int | None = None, env: dict[str, str] | N
     """Start without waiting; the caller must stop() it (prefer `running_sim`)."""
     port = port or free_port()
     argv = sim_argv(port, *extra_args, **kw)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    from qwentui.engine.rundir import RunDir
+
+    run_dir = RunDir()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **run_dir.env(), **(env or {})}
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             stdin=subprocess.DEVNULL, start_new_session=True)  # own group, like the supervisor
-    sim = SimProc(proc=proc, port=port, api_key=kw.get("api_key"), argv=argv)
+    sim = SimProc(proc=proc, port=port, api_key=kw.get("api_key"), argv=argv, run_dir=run_dir)
     for stream, sink in ((proc.stderr, sim._stderr), (proc.stdout, sim._stdout)):
         threading.Thread(target=_drain, args=(stream, sink), daemon=True).start()
     return sim

@@ -19,7 +19,7 @@ FAST = '"--sim-cold-start" = "0.2s", "--sim-tokens-per-s" = 2000'
 def config(tmp_path, port: int, overrides: str = FAST, extra: str = "") -> str:
     path = tmp_path / "config.toml"
     path.write_text(f"[engine]\nkind = \"sim\"\nport = {port}\noverrides = {{{overrides}}}\n"
-                    f"stop_grace = \"3s\"\n[cost]\nprice_per_hour = 1.8\n{extra}")
+                    f"stop_grace = \"10s\"\n[cost]\nprice_per_hour = 1.8\n{extra}")
     return str(path)
 
 

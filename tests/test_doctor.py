@@ -40,8 +40,10 @@ class FakeNvml:
     def nvmlSystemGetDriverVersion(self):
         return b"550.54.15"
 
+    cuda = 13000
+
     def nvmlSystemGetCudaDriverVersion(self):
-        return 12040
+        return self.cuda
 
     def nvmlDeviceGetCount(self):
         return len(self.devices)
@@ -59,9 +61,10 @@ class FakeNvml:
         return self.devices[h][2]
 
 
-def checks(cfg=None, nvml=None, sglang="0.5.23", error=""):
+def checks(cfg=None, nvml=None, sglang="0.5.23", error="", platform=("3.12", "2.35")):
     return doctor.run_checks(cfg if cfg is not None or error else Config(), error,
-                             nvml=nvml or FakeNvml([]), sglang_probe=lambda python: sglang)
+                             nvml=nvml or FakeNvml([]), sglang_probe=lambda python: sglang,
+                             platform_probe=lambda python: platform)
 
 
 def by_label(items, label):
@@ -75,7 +78,7 @@ def test_t4_box_all_good():
     assert "Tesla T4" in gpu_line.detail and "class T4" in gpu_line.detail and "preset t4" in gpu_line.detail
     assert "1.8" in gpu_line.detail and "fits" in gpu_line.detail
     nvidia = by_label(items, "nvidia")[0]
-    assert "550.54.15" in nvidia.detail and "CUDA 12.4" in nvidia.detail
+    assert "550.54.15" in nvidia.detail and "CUDA 13.0" in nvidia.detail
     assert by_label(items, "sglang")[0].mark == doctor.OK
     assert not [c for c in items if c.mark == doctor.FAIL]
 
@@ -174,3 +177,40 @@ def test_real_gpu_is_classified():
     report = gpu.probe()
     assert report.status == "ok" and report.gpus[0].memory_total_bytes > 0
     assert gpu.gpu_class(report.gpus[0].name) in gpu.GPU_CLASSES + ("other",)
+
+
+T4 = [("Tesla T4", 15 * GiB, (7, 5))]
+
+
+@pytest.mark.parametrize("platform,cuda,problem,fix", [
+    (("3.10", "2.35"), 13000, "Python 3.10 (needs 3.11-3.13)", "engine.python"),
+    (("3.14", "2.35"), 13000, "Python 3.14", "python3.12 -m venv"),
+    (("3.12", "2.31"), 13000, "glibc 2.31 (wheels need manylinux_2_34", "Ubuntu 22.04+"),
+    (("3.12", "2.35"), 12040, "driver CUDA 12.4 (SGLang 0.5.23 is built for CUDA 13)", "580 or newer"),
+])
+def test_platform_that_cannot_install_the_pinned_sglang(platform, cuda, problem, fix):
+    nvml = FakeNvml(T4)
+    nvml.cuda = cuda
+    line = by_label(checks(nvml=nvml, platform=platform), "sglang-platform")[0]
+    assert line.mark == doctor.FAIL and problem in line.detail and fix in line.hint
+    sim_cfg = dataclasses.replace(Config(), engine=dataclasses.replace(Config().engine, kind="sim"))
+    assert by_label(checks(sim_cfg, nvml=nvml, platform=platform), "sglang-platform")[0].mark == doctor.WARN
+
+
+def test_platform_that_fits_and_the_real_probe():
+    line = by_label(checks(nvml=FakeNvml(T4)), "sglang-platform")[0]
+    assert line.mark == doctor.OK and "Python 3.12, glibc 2.35, driver CUDA 13.0" in line.detail
+    import sys
+
+    py, glibc = doctor.engine_platform(sys.executable)
+    assert py == "%d.%d" % sys.version_info[:2] and (glibc == "" or glibc[0].isdigit())
+
+
+def test_sglang_extra_has_an_environment_marker():
+    import pathlib
+    import tomllib
+
+    project = tomllib.loads((pathlib.Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    (req,) = project["optional-dependencies"]["sglang"]
+    assert req.startswith("sglang==0.5.23;") and "python_version >= '3.11'" in req
+    assert "python_version < '3.14'" in req and "sys_platform == 'linux'" in req

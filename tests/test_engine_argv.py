@@ -92,8 +92,8 @@ def test_all_presets_ship():
 @pytest.mark.parametrize("name", REAL_PRESETS + ["sim"])
 def test_every_preset_flag_is_a_valid_sglang_flag(name):
     argv = build_argv(engine_cfg(kind="sglang"), preset=name)
-    assert argv[:3] == [sys.executable, "-m", "sglang.launch_server"]
-    flags = split_flags(argv[3:])
+    assert argv[:4] == [sys.executable, *argv_mod.SGLANG_ENTRY]
+    flags = split_flags(argv[4:])
     for flag, values in flags.items():
         assert_valid(flag, values)
     assert flags["--reasoning-parser"] == ["qwen3"]
@@ -118,7 +118,7 @@ def test_every_preset_flag_has_a_why_comment(name):
 
 
 def test_t4_is_float16_and_never_fa3():
-    flags = split_flags(build_argv(engine_cfg(), gpu_name="Tesla T4")[3:])
+    flags = split_flags(build_argv(engine_cfg(), gpu_name="Tesla T4")[4:])
     assert flags["--dtype"] == ["float16"]
     assert flags["--attention-backend"] in (["flashinfer"], ["triton"])
     assert "fa3" not in sum(flags.values(), [])
@@ -158,12 +158,12 @@ def test_sim_with_a_gpu_preset_adds_the_sim_switches():
 
 def test_sglang_argv_uses_engine_python(tmp_path):
     argv = build_argv(engine_cfg(python="/opt/sglang/bin/python"), preset="l4")
-    assert argv[:3] == ["/opt/sglang/bin/python", "-m", "sglang.launch_server"]
+    assert argv[:4] == ["/opt/sglang/bin/python", *argv_mod.SGLANG_ENTRY]
 
 
 def test_overrides_replace_add_and_remove():
     cfg = engine_cfg(overrides={"--context-length": 8192, "--sleep-on-idle": False, "--random-seed": 7})
-    flags = split_flags(build_argv(cfg, preset="t4")[3:])
+    flags = split_flags(build_argv(cfg, preset="t4")[4:])
     assert flags["--context-length"] == ["8192"] and flags["--random-seed"] == ["7"]
     assert "--sleep-on-idle" not in flags
 
@@ -192,8 +192,27 @@ def test_extra_args_conflicting_with_managed_flags(arg, flag):
 
 
 def test_overrides_conflicting_with_managed_flags():
-    with pytest.raises(UsageError, match="--port is set by qwentui from engine.port"):
+    with pytest.raises(UsageError, match="--port conflicts with --port, which qwentui sets from engine.port"):
         build_argv(engine_cfg(overrides={"--port": 1}), preset="t4")
+
+
+@pytest.mark.parametrize("flag,managed", [("--hos", "--host"), ("--host", "--host"), ("--host=x", "--host"),
+                                          ("--po", "--port"), ("--api", "--api-key"), ("--model", "--model"),
+                                          ("--served", "--served-model-name"), ("--enable-m", "--enable-metrics")])
+def test_overrides_that_abbreviate_a_managed_flag_are_refused(flag, managed):
+    """argparse takes `--hos` as `--host`: after our `--host 127.0.0.1` it rebinds the engine."""
+    with pytest.raises(UsageError, match=f"engine.overrides: {re.escape(flag)} conflicts with {managed}"):
+        build_argv(engine_cfg(overrides={flag: "0.0.0.0"}), preset="t4")
+    with pytest.raises(UsageError, match=f"engine.extra_args: .* conflicts with {managed}"):
+        build_argv(engine_cfg(extra_args=[flag, "0.0.0.0"]), preset="t4")
+
+
+def test_loopback_only_is_read_from_the_final_argv(monkeypatch):
+    assert argv_mod.final_host(["x", "--host", "127.0.0.1", "--host=0.0.0.0"]) == "0.0.0.0"
+    assert argv_mod.final_host(["x"]) == "127.0.0.1"
+    monkeypatch.setattr(argv_mod.F, "MANAGED", {})  # were a rebinding flag to slip through...
+    launch = argv_mod.plan(engine_cfg(extra_args=["--host", "0.0.0.0"]), preset="t4")
+    assert launch.host == "0.0.0.0" and launch.api_key  # ...the engine still gets a key
 
 
 @pytest.mark.parametrize("overrides,msg", [
@@ -232,7 +251,9 @@ def test_api_key_generated_for_public_host_and_reused():
     cfg = engine_cfg(host="0.0.0.0")
     first = argv_mod.plan(cfg, preset="t4")
     key = first.api_key
-    assert key and first.argv[-2:] == ("--api-key", key)
+    assert key and key not in " ".join(first.argv) and "--api-key" not in first.argv
+    assert first.config_file() == {"api-key": key}
+    assert first.shown_argv(reveal=True)[-2:] == ["--api-key", key]
     path = apikey.key_path()
     assert path.stat().st_mode & 0o777 == 0o600
     assert argv_mod.plan(cfg, preset="t4").api_key == key
@@ -245,7 +266,9 @@ def test_no_api_key_on_loopback():
 
 
 def test_configured_api_key_wins():
-    assert build_argv(engine_cfg(host="0.0.0.0", api_key="sk-configured-123"), preset="t4")[-1] == "sk-configured-123"
+    launch = argv_mod.plan(engine_cfg(host="0.0.0.0", api_key="sk-configured-123"), preset="t4")
+    assert launch.config_file() == {"api-key": "sk-configured-123"}
+    assert "sk-configured-123" not in launch.argv
 
 
 def test_preset_files_with_bad_flags_are_refused(tmp_path, monkeypatch):
@@ -273,7 +296,7 @@ def test_config_bad_host_and_port_are_usage_errors():
 def test_engine_command_prints_argv(capsys):
     assert cli.main(["engine", "command", "--gpu", "T4"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("# preset t4") and "sglang.launch_server" in out[1] and "--dtype float16" in out[1]
+    assert out[0].startswith("# preset t4") and "sglang.cli.main" in out[1] and " serve " in out[1] and "--dtype float16" in out[1]
 
 
 def test_engine_command_json(capsys):
@@ -313,3 +336,17 @@ def test_engine_presets_command(capsys):
     assert cli.main(["engine", "presets"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in REAL_PRESETS + ["sim"])
+
+
+@pytest.mark.parametrize("name", REAL_PRESETS)
+def test_presets_leave_the_memory_split_to_sglangs_formula(name):
+    """0.80 on L4/A10G left 4.5 GiB where SGLang's memory_hook.py keeps 7.1 GiB (issue 15)."""
+    preset = presets.load(name)
+    assert "--mem-fraction-static" not in preset.flags
+    text = (presets.presets_dir() / f"{name}.toml").read_text()
+    assert "memory_hook.py" in text
+
+
+@pytest.mark.parametrize("gib,fraction", [(15.0, 0.735), (22.5, 0.684), (40.0, 0.823), (79.6, 0.83), (80.0, 0.83)])
+def test_sglang_auto_mem_fraction_by_card(gib, fraction):
+    assert presets.sglang_mem_fraction(gib * 2**30) == fraction

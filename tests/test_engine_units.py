@@ -81,8 +81,13 @@ def test_phases_never_go_back():
     ("RuntimeError: SGLang only supports sm75 and above.", "too old", "T4 or newer"),
     ("ValueError: Bfloat16 is only supported on GPUs with compute capability of at least 8.0.",
      "no bfloat16", "float16"),
-    ("AssertionError: FlashAttention v3 Backend requires SM>=80 and SM<=90. Please use --attention-backend flashinfer.",
-     "FlashAttention-3", "flashinfer"),
+    # quoted from srt/layers/attention/attention_registry.py (note the backticks)
+    ("AssertionError: FlashAttention v3 Backend requires SM>=80 and SM<=90. "
+     "Please use `--attention-backend flashinfer`.", "FlashAttention-3", "flashinfer"),
+    ("AssertionError: Cross attention is not supported in the triton attention backend. "
+     "Please use `--attention-backend flashinfer`.", "attention backend cannot run", "flashinfer"),
+    ("RuntimeError: CUDA error: an illegal memory access was encountered", "illegal memory access",
+     "restart the engine"),
     ("Rank 0 scheduler died during initialization (exit code: -9). If exit code is -9 (SIGKILL), a common cause "
      "is the OS OOM killer.", "OOM killer", "host memory"),
     ("sglang serve: error: unrecognized arguments: --bogus", "rejected a launch flag", "engine.extra_args"),
@@ -90,6 +95,21 @@ def test_phases_never_go_back():
 def test_hints_for_known_failures(line, cause, fix):
     found = hints.diagnose(["[ts] some line", line, "[ts] Received sigquit from a child process."], 1)
     assert found is not None and cause in found.cause and fix in found.hint
+
+
+def test_scheduler_crash_is_not_blamed_on_the_oom_killer():
+    """Issue 16 item 17: SGLang's own crash path ends in SIGKILL (exit -9) too."""
+    tail = ["[ts] Scheduler hit an exception: Traceback (most recent call last):",
+            '  File "sglang/srt/managers/scheduler.py", line 3104, in run_scheduler_process',
+            "    scheduler.event_loop_overlap()",
+            "RuntimeError: CUDA error: an illegal memory access was encountered",
+            "[ts] SIGQUIT received. signum=3, frame=None. It usually means one child failed."]
+    found = hints.diagnose(tail, -9)
+    assert "illegal memory access" in found.cause and "OOM" not in found.cause.replace("not the OOM", "")
+    other = hints.diagnose(["[ts] Scheduler hit an exception: Traceback", "ValueError: boom",
+                            "[ts] Subprocess scheduler_0 (pid=12) crashed with exit code 1. "
+                            "Triggering SIGQUIT for cleanup..."], -9)
+    assert "child process (scheduler) failed" in other.cause and "SIGKILL" not in other.cause
 
 
 def test_hint_from_exit_status_alone():

@@ -186,12 +186,15 @@ async def test_stop_escalates_to_sigkill_and_masks_the_key(gateways, tmp_path):
     await gw.start()
     pid = gw.status.pid
     assert gw.status.state == "ready" and phases[:3] == ["launching", "registering workers", "ready"]
+    # The key reached smg (it printed it; the log masks it) but not its command line, which every
+    # local user can read; /proc/PID/environ is readable by this user only.
+    assert secret not in " ".join(psutil.Process(pid).cmdline())
     started = time.monotonic()
     await gw.stop()
     assert time.monotonic() - started < 0.5 + 3.0  # grace, then SIGKILL: bounded
     assert gw.status.state == "stopped" and not psutil.pid_exists(pid)
     log = (tmp_path / "gw.log").read_text()
-    assert secret not in log and "SIGKILL" in log
+    assert secret not in log and "SIGKILL" in log and "starting: api_key=" in log
 
 
 async def test_gateway_that_dies_after_ready_is_crashed(gateways, tmp_path):
@@ -208,3 +211,14 @@ async def test_gateway_that_dies_after_ready_is_crashed(gateways, tmp_path):
         await asyncio.sleep(0.02)
     assert gw.status.state == "crashed" and "code -9" in gw.status.error
     await gw.stop()
+
+
+def test_a_gateway_that_is_not_a_python_script_cannot_take_a_key(tmp_path):
+    binary = tmp_path / "smg"
+    binary.write_bytes(b"\x7fELF not really")
+    fleet = FleetConfig(api_key="k" * 12)
+    with pytest.raises(UsageError, match="off the command line"):
+        gateway.launch_command(str(binary), fleet, ["http://127.0.0.1:1"])
+    argv, env = gateway.launch_command(str(binary), FleetConfig(), ["http://127.0.0.1:1"])
+    assert argv[0] == str(binary) and env == {}
+

@@ -56,7 +56,7 @@ async def test_stop_signals_the_engine_even_when_the_log_cannot_be_written(tmp_p
     from qwentui.engine import Supervisor
     from tests.conftest import free_port
 
-    cfg = config.from_mapping({"engine": {"kind": "sim", "port": free_port(), "stop_grace": "5s",
+    cfg = config.from_mapping({"engine": {"kind": "sim", "port": free_port(),
                                           "overrides": {"--sim-cold-start": "0.1s"}}})
     sup = Supervisor(cfg)
     await sup.start()

@@ -94,7 +94,7 @@ def test_sglang_own_parser_accepts_the_dp_argv(box):
     argv = list(argv_mod.plan(sglang_cfg(4), "NVIDIA A10G", create_key=False).argv)
     parser = argparse.ArgumentParser()
     ServerArgs.add_cli_args(parser)
-    args = parser.parse_args(argv[argv.index("sglang.launch_server") + 1:])
+    args = parser.parse_args(argv[argv.index("serve") + 1:])
     assert args.dp_size == 4 and args.tp_size == 1
 
 

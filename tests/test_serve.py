@@ -27,7 +27,7 @@ def alive(pids: list[int]) -> list[int]:
 def sim_cfg(port: int) -> Config:
     cfg = Config()
     return dataclasses.replace(cfg, engine=dataclasses.replace(
-        cfg.engine, kind="sim", port=port, stop_grace=2.0, overrides={"--sim-cold-start": "0.2s"}))
+        cfg.engine, kind="sim", port=port, stop_grace=10.0, overrides={"--sim-cold-start": "0.2s"}))
 
 
 async def test_tick_hook_can_stop_the_engine_and_exit_hooks_run(port):

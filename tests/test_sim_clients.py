@@ -158,8 +158,12 @@ def test_client_disconnect_mid_stream_frees_the_slot(busy_sim):
             "messages": PROMPT, "stream": True, "ignore_eos": True, "max_tokens": 5000}) as r:
         lines = r.iter_lines()
         assert next(lines).startswith("data: ")
-        assert metric(httpx.get(url + "/metrics").text, "sglang:num_running_reqs") >= 1
+        # gauges are published lazily (prefill report: the batch before it; then every 40 steps)
+        assert poll_until(lambda: metric(httpx.get(url + "/metrics").text, "sglang:num_running_reqs"), 3)
+    gone_at = time.monotonic()
     poll_until(lambda: not metric(httpx.get(url + "/metrics").text, "sglang:num_running_reqs"), 5)
+    # SGLang aborts a disconnected stream from the response's background task, 2 s later
+    assert time.monotonic() - gone_at >= 1.8
     after = httpx.get(url + "/metrics").text
     assert metric(after, "sglang:num_running_reqs") == 0
     assert metric(after, "sglang:num_aborted_requests_total") == metric(before, "sglang:num_aborted_requests_total") + 1
@@ -213,3 +217,10 @@ def test_running_timeout_env_aborts_with_error_event_and_503():
         r = httpx.post(sim.base_url + "/v1/chat/completions", json=body, timeout=30)
         assert r.status_code == 503 and r.json()["message"] == "Request running timeout reached."
         assert re.fullmatch(r"[0-9a-f]{32}", json.loads(blocks[0][6:])["id"])
+        # with include_usage the usage chunk still follows the error chunk
+        r = httpx.post(sim.base_url + "/v1/chat/completions", timeout=30, json={
+            **body, "stream": True, "stream_options": {"include_usage": True}})
+        blocks = [b for b in r.text.split("\n\n") if b]
+        assert blocks[-3].startswith('data: {"error": {') and blocks[-1] == "data: [DONE]"
+        usage = json.loads(blocks[-2][6:])
+        assert usage["choices"] == [] and usage["usage"]["completion_tokens"] > 0

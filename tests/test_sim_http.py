@@ -220,9 +220,10 @@ def test_no_usage_chunk_without_include_usage(client):
 
 def test_continuous_usage_stats_on_every_delta(client):
     evs = stream(client, stream_options={"include_usage": True, "continuous_usage_stats": True})
-    running = [c["usage"]["completion_tokens"] for c in evs[:-3]]
+    running = [c["usage"]["completion_tokens"] for c in evs[1:-3]]
     assert running == sorted(running) and running[-1] > 0
     assert "usage" not in evs[-3]  # the finish chunk
+    assert evs[0]["choices"][0]["delta"].get("role") == "assistant" and "usage" not in evs[0]  # nor the role chunk
 
 
 def test_stream_length_finish(client):

@@ -15,6 +15,8 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
+from qwentui.engine.rundir import RunDir, shm_path_for
+from qwentui.sim.launch import DRAIN_POLL_S
 from tests.simproc import READY_LINE, running_sim, start_sim
 from tests.waits import poll_until
 
@@ -69,7 +71,8 @@ def test_log_lines_format_order_streams_and_sigterm_when_idle():
         t = time.monotonic()
         sim.proc.send_signal(signal.SIGTERM)
         assert wait_exit(sim) == 0
-        assert time.monotonic() - t < 3
+        # SGLang's watchdog sees SIGTERM on its next 5 s tick; the scheduler then takes ~1 s
+        assert 1.0 <= time.monotonic() - t < DRAIN_POLL_S + 1.0 + 1.5
         lines = sim.stderr_lines()
     assert "SIMULATED" in lines[0] and "qwentui simulator" in lines[0]
     assert re.match(TS + r"server_args=\{.*'api_key': 'k-123'.*'simulated': True", lines[1])  # in clear, like SGLang
@@ -121,19 +124,19 @@ def test_sigterm_drains_in_flight_stream_then_exits_zero():
         def client():
             with httpx.stream("POST", sim.base_url + "/v1/chat/completions", timeout=30, json={
                     "messages": [{"role": "user", "content": "long"}], "stream": True, "ignore_eos": True,
-                    "max_tokens": 600}) as r:
+                    "max_tokens": 3200}) as r:  # 8 s: outlasts the watchdog's first 5 s tick
                 result["text"] = "".join(r.iter_text())
 
         t = threading.Thread(target=client)
         t.start()
         time.sleep(0.3)
         sim.proc.send_signal(signal.SIGTERM)
-        sim.wait_for_line("Gracefully exiting... Remaining number of requests 1.")
         assert httpx.get(sim.base_url + "/health").status_code == 503
         assert httpx.get(sim.base_url + "/ready").status_code == 503
-        t.join(10)
+        sim.wait_for_line("Gracefully exiting... Remaining number of requests 1.", timeout=DRAIN_POLL_S + 1)
+        t.join(20)
         assert result["text"].endswith("data: [DONE]\n\n") and '"finish_reason":"length"' in result["text"]
-        assert wait_exit(sim, 12) == 0
+        assert wait_exit(sim, 20) == 0
 
 
 def test_ignore_sigterm_flag_then_sigquit_kills_tree_with_sigkill():
@@ -242,3 +245,73 @@ def test_sigterm_to_the_process_group_kills_scheduler_and_server_dies_by_sigkill
         assert wait_exit(sim) == -signal.SIGKILL
         sim.wait_for_line(f"Subprocess scheduler_0 (pid={child}) crashed with exit code -15. "
                           "Triggering SIGQUIT for cleanup...")
+
+
+def _stream_in_background(sim, tokens: int = 4000) -> threading.Thread:
+    def client():
+        with httpx.stream("POST", sim.base_url + "/v1/chat/completions", timeout=30, json={
+                "messages": [{"role": "user", "content": "long"}], "stream": True, "ignore_eos": True,
+                "max_tokens": tokens}) as r:
+            for _ in r.iter_bytes():
+                pass
+
+    t = threading.Thread(target=client, daemon=True)
+    t.start()
+    return t
+
+
+def test_force_shutdown_env_skips_the_drain_but_waits_for_the_scheduler():
+    with running_sim("--sim-scheduler-exit", "1.5s", tokens_per_s=400, env={"SGL_FORCE_SHUTDOWN": "1"}) as sim:
+        _stream_in_background(sim)  # 10 s of tokens: a drain would wait for them
+        time.sleep(0.3)
+        t = time.monotonic()
+        sim.proc.send_signal(signal.SIGTERM)
+        assert wait_exit(sim, 15) == 0
+        took = time.monotonic() - t
+        assert 1.5 <= took < DRAIN_POLL_S + 1.5 + 1.5
+        text = "\n".join(sim.stderr_lines())
+        assert "Signal SIGTERM received while force shutdown flag set. Force exiting." in text
+        assert "Gracefully exiting" not in text
+
+
+def test_unhealthy_state_fails_ready_and_skips_the_drain():
+    with running_sim("--sim-unhealthy-after", "0.3s", tokens_per_s=400) as sim:
+        sim.wait_for_line("Health check failed. Server couldn't get a response from detokenizer")
+        assert httpx.get(sim.base_url + "/ready").status_code == 503
+        assert httpx.get(sim.base_url + "/health").status_code == 503
+        _stream_in_background(sim)
+        time.sleep(0.3)
+        sim.proc.send_signal(signal.SIGTERM)
+        assert wait_exit(sim, 15) == 0
+        text = "\n".join(sim.stderr_lines())
+        assert "Signal SIGTERM received while health check failed. Force exiting." in text
+        assert "Gracefully exiting" not in text
+
+
+def _socket_files(path) -> list:
+    import stat as st
+
+    return [p for p in path.iterdir() if st.S_ISSOCK(p.lstat().st_mode)]
+
+
+def test_leaves_sglang_like_files_and_the_run_dir_removes_exactly_those(tmp_path):
+    shm = tmp_path / "shm"
+    shm.mkdir()
+    with running_sim() as sim:
+        run_dir = sim.run_dir
+        sockets = _socket_files(run_dir.path)
+        assert len(sockets) == 5  # SGLang's 5 ZMQ ipc files (NamedTemporaryFile delete=False)
+        mine = [shm_path_for(f"ipc://{p}") for p in sockets]
+        assert sum(p.exists() for p in mine) == 1  # /dev/shm/sglang_loads_<name>_<digest>.shm
+        dirs = [p for p in run_dir.path.iterdir() if p.is_dir()]
+        assert len(dirs) == 1  # the Prometheus multiprocess dir
+        other = shm_path_for("ipc:///tmp/tmp-another-engine")  # another engine's snapshot: never touched
+        other.write_bytes(b"x")
+        try:
+            sim.proc.kill()  # SIGKILL: the metrics dir stays too
+            sim.proc.wait()
+            assert len(run_dir.leftovers()) == 5 + 1 + 1
+            assert run_dir.clean() == 7
+            assert not run_dir.path.exists() and not any(p.exists() for p in mine) and other.exists()
+        finally:
+            other.unlink()

@@ -272,3 +272,52 @@ def test_engine_queues_beyond_max_running_and_frees_on_cancel():
         assert (engine.running, engine.queued, j1.finish_reason) == (0, 0, "abort")
 
     asyncio.run(main())
+
+
+def test_gauges_are_published_lazily_like_sglangs_scheduler():
+    """Prefill report, decode log every 40 steps, idle check: never live at scrape time."""
+    now = [1000.0]
+    a = simargs.parse(["--model-path", "m"])
+    engine = Engine(resources(a), tokens_per_s=100, ttft=0, clock=lambda: now[0])
+
+    async def main():
+        plan = textgen.plan_for(0, [{"role": "user", "content": "x"}], False)
+        job = Job(tokens=plan.tokens(ignore_eos=True), prompt_tokens=5, max_new_tokens=None, streaming=True)
+        gen = engine.run(job)
+        await gen.__anext__()
+        assert engine.running == 1 and engine.gauges["running"] == 0  # the prefill report: batch before it
+        engine.publish(throughput=engine.gen_throughput())  # what the decode log loop does
+        assert engine.gauges["running"] == 1
+        await gen.aclose()
+        assert engine.running == 0 and engine.gauges["running"] == 1  # stale until the idle check
+        engine.gauges["gen_throughput"] = 42.0
+        engine.idle_check()  # running disagrees: republished at once, throughput kept
+        assert engine.gauges["running"] == 0 and engine.gauges["gen_throughput"] == 42.0
+        now[0] += 29
+        engine.idle_check()
+        assert engine.gauges["gen_throughput"] == 42.0
+        now[0] += 1.5  # 30 s since the last publication: gen_throughput falls to 0
+        engine.idle_check()
+        assert engine.gauges["gen_throughput"] == 0.0
+
+    asyncio.run(main())
+
+
+def test_latency_histogram_buckets_are_sglangs():
+    """Quoted from TokenizerMetricsCollector (srt/observability/metrics_collector.py)."""
+    import re
+
+    from qwentui.sim.metrics import SimMetrics
+
+    ttft = [0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100, 200, 400]
+    e2e = ttft + [600, 1200, 1800, 2400]
+    m = SimMetrics("m")
+    m.first_token(True, 0.05)
+    m.finished(True, 5, 5, 0.5, False)
+    text = m.render().decode()
+
+    def bounds(name):
+        return [float(b) for b in re.findall(name + r'_bucket\{[^}]*le="([^"]+)"', text) if b != "+Inf"]
+
+    assert bounds("sglang:time_to_first_token_seconds") == ttft
+    assert bounds("sglang:e2e_request_latency_seconds") == e2e

@@ -287,3 +287,20 @@ async def test_scrape_connection_refused(client):
 
     m = await scrape(client, f"http://127.0.0.1:{free_port()}")
     assert not m.available and "not reachable" in m.error
+
+
+def test_priority_scheduling_reads_the_total_series_only():
+    """SGLang exports the total and one series per priority under one name
+    (srt/observability/metrics_collector.py); summing them doubled running/queued."""
+    labels = 'model_name="q",engine_type="unified",tp_rank="0",pp_rank="0",moe_ep_rank="0"'
+    text = "\n".join([
+        f"sglang:num_running_reqs{{{labels}}} 3.0",
+        f'sglang:num_running_reqs{{{labels},priority="0"}} 1.0',
+        f'sglang:num_running_reqs{{{labels},priority="5"}} 2.0',
+        f"sglang:num_queue_reqs{{{labels}}} 4.0",
+        f'sglang:num_queue_reqs{{{labels},priority="5"}} 4.0',
+        f"sglang:token_usage{{{labels}}} 0.5",
+        f'sglang:token_usage{{{labels},priority="5"}} 0.1',
+    ]) + "\n"
+    m = parse(text)
+    assert (m.running, m.queued, m.token_usage) == (3.0, 4.0, 0.5)

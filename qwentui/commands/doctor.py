@@ -21,6 +21,15 @@ TESTED_SGLANG = "0.5.23"
 WEIGHTS_BYTES = 3.4e9  # Qwen3-1.7B in fp16/bf16
 KV_BYTES_PER_TOKEN = 2 * 28 * 8 * 128 * 2  # K+V x 28 layers x 8 KV heads x 128 dims x 2 bytes
 MIN_CC = (7, 5)  # SGLang only supports sm75 and above
+# What the pinned SGLang's wheels need (contracts/sglang.md §11): cp311-cp313 wheels for
+# manylinux_2_34, built against CUDA 13 (flashinfer_python[cu13], cuda-python>=13).
+SGLANG_PYTHONS = ((3, 11), (3, 13))
+SGLANG_GLIBC = (2, 34)
+SGLANG_CUDA = (13, 0)
+_PLATFORM_PROBE = ("import os, sys\n"
+                   "print('%d.%d' % sys.version_info[:2])\n"
+                   "try: print(os.confstr('CS_GNU_LIBC_VERSION').split()[-1])\n"
+                   "except (ValueError, OSError, AttributeError): print('')\n")
 
 
 @dataclass(frozen=True)
@@ -32,7 +41,8 @@ class Check:
 
 
 def run_checks(cfg: Config | None, config_error: str = "", *, nvml: Any = None,
-               sglang_probe: Callable[[str], str | None] | None = None) -> list[Check]:
+               sglang_probe: Callable[[str], str | None] | None = None,
+               platform_probe: Callable[[str], tuple[str, str]] | None = None) -> list[Check]:
     """All checks, in display order. `cfg` None means the config did not load."""
     out = [Check(OK, "python", f"{sys.version.split()[0]} ({sys.executable})"),
            Check(OK, "qwentui", __version__)]
@@ -44,8 +54,12 @@ def run_checks(cfg: Config | None, config_error: str = "", *, nvml: Any = None,
     sim = cfg.engine.kind == "sim"
     out.append(Check(OK, "engine", "sim: qwentui's simulator, labelled SIMULATED" if sim else
                      f"sglang, model {cfg.engine.model}"))
+    from qwentui.telemetry import nvml as gpu
+
+    report = gpu.probe(nvml)
     out.append(_sglang(cfg, sim, sglang_probe))
-    out.extend(_gpus(cfg, sim, nvml))
+    out.append(_sglang_platform(cfg, sim, report, platform_probe or engine_platform))
+    out.extend(_gpus(cfg, sim, report))
     out.append(_model(cfg, sim))
     out.append(_port(cfg))
     out.extend(_dirs())
@@ -74,10 +88,60 @@ def _sglang(cfg: Config, sim: bool, probe: Callable[[str], str | None] | None) -
     return Check(OK, "sglang", f"{version} from {python}")
 
 
-def _gpus(cfg: Config, sim: bool, nvml: Any) -> list[Check]:
-    from qwentui.telemetry import nvml as gpu
+def engine_platform(python: str) -> tuple[str, str]:
+    """("3.11", "2.36"): the engine Python's version and the C library's; "" when unknown."""
+    import subprocess
 
-    report = gpu.probe(nvml)
+    try:
+        done = subprocess.run([python, "-c", _PLATFORM_PROBE], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "", ""
+    lines = done.stdout.split("\n") if done.returncode == 0 else []
+    return (lines[0].strip() if lines else ""), (lines[1].strip() if len(lines) > 1 else "")
+
+
+def _version(text: str) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(part) for part in text.split(".")[:2])
+    except ValueError:
+        return None
+
+
+def _sglang_platform(cfg: Config, sim: bool, report: Any, probe: Callable[[str], tuple[str, str]]) -> Check:
+    """Python, glibc and the driver's CUDA against what the pinned SGLang's wheels need."""
+    from qwentui.engine import preflight
+    from qwentui.errors import UsageError
+
+    try:
+        python = preflight.engine_python(cfg.engine)
+    except UsageError:
+        python = ""
+    py, glibc = probe(python) if python else ("", "")
+    cuda = report.cuda if report.status == "ok" else ""
+    found = f"Python {py or '?'}, glibc {glibc or '?'}, driver CUDA {cuda or '?'}"
+    problems, fixes = [], []
+    lo, hi = SGLANG_PYTHONS
+    if _version(py) is not None and not lo <= _version(py) <= hi:
+        problems.append(f"Python {py} (needs 3.{lo[1]}-3.{hi[1]})")
+        fixes.append(f"make a venv with Python 3.{lo[1]}-3.{hi[1]} (e.g. python3.12 -m venv /opt/sglang), "
+                     "/opt/sglang/bin/pip install -r engine/requirements-sglang.txt, "
+                     "then set engine.python = \"/opt/sglang/bin/python\"")
+    if _version(glibc) is not None and _version(glibc) < SGLANG_GLIBC:
+        problems.append(f"glibc {glibc} (wheels need manylinux_2_34, glibc >= 2.34)")
+        fixes.append("use an OS with glibc >= 2.34 (Ubuntu 22.04+, Debian 12+, RHEL 9+) or pin an SGLang "
+                     "release with wheels for this glibc in engine/requirements-sglang.txt")
+    if _version(cuda) is not None and _version(cuda) < SGLANG_CUDA:
+        problems.append(f"driver CUDA {cuda} (SGLang {TESTED_SGLANG} is built for CUDA 13)")
+        fixes.append("update the NVIDIA driver to one that supports CUDA 13 (580 or newer), or pin an SGLang "
+                     f"release built for CUDA {cuda} in engine/requirements-sglang.txt")
+    if not problems:
+        return Check(OK, "sglang-platform", f"{found}: fits SGLang {TESTED_SGLANG}'s wheels")
+    note = " (not needed for the simulator)" if sim else ""
+    return Check(WARN if sim else FAIL, "sglang-platform",
+                 f"SGLang {TESTED_SGLANG} cannot install here: {'; '.join(problems)}{note}", "; or ".join(fixes))
+
+
+def _gpus(cfg: Config, sim: bool, report: Any) -> list[Check]:
     bad = WARN if sim else FAIL
     if report.status != "ok":
         note = " (not needed for the simulator)" if sim else ""
@@ -125,7 +189,8 @@ def _one_gpu(cfg: Config, info: Any, bad: str) -> Check:
     head = f"GPU {info.index}: {info.name}, {total / 2**30:.1f} GiB{cc} → class {cls}, preset {name}, {price}"
     if info.compute_capability and tuple(info.compute_capability) < MIN_CC:
         return Check(bad, "gpu", head + "; SGLang needs sm75 or newer", "use a T4 or newer GPU")
-    fraction = _number(cfg.engine.overrides.get("--mem-fraction-static", flags.get("--mem-fraction-static")), 0.8)
+    fraction = _number(cfg.engine.overrides.get("--mem-fraction-static", flags.get("--mem-fraction-static")),
+                       presets.sglang_mem_fraction(total))
     context = int(_number(cfg.engine.overrides.get("--context-length", flags.get("--context-length")), 40960))
     need = WEIGHTS_BYTES + context * KV_BYTES_PER_TOKEN
     have = total * fraction

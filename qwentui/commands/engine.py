@@ -35,7 +35,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.gpu:
         gpu_name, _ = argv_mod.resolve_gpu(args.gpu)
     launch = argv_mod.plan(cfg, gpu_name, args.preset)
-    words = list(launch.argv) if args.reveal else launch.masked_argv()
+    words = launch.shown_argv(reveal=args.reveal)
     if args.json:
         print(json.dumps(words, ensure_ascii=False))
         return 0

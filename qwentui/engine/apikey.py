@@ -16,14 +16,15 @@ def key_path() -> Path:
     return paths.state_dir() / "api_key"
 
 
-def resolve(engine: EngineConfig, *, create: bool = True) -> str:
+def resolve(engine: EngineConfig, *, create: bool = True, host: str | None = None) -> str:
     """The key clients must send: configured > stored > generated (non-loopback host only).
 
     A loopback-only engine gets no key unless one is configured: nobody else can reach it.
+    `host` is where the engine really listens (read from its final argv), when known.
     """
     if engine.api_key:
         return engine.api_key
-    if is_loopback(engine.host):
+    if is_loopback(engine.host if host is None else host):
         return ""
     path = key_path()
     stored = _read(path)

@@ -13,8 +13,12 @@ from qwentui.telemetry import nvml as gpu
 from qwentui.engine import flags as F
 from qwentui.errors import UsageError
 
-SGLANG_MODULE = "sglang.launch_server"
 SIM_MODULE = "qwentui.sim"
+# SGLang 0.5.23 warns that `python -m sglang.launch_server` is deprecated and recommends
+# `sglang serve` (python/sglang/launch_server.py), the console script for
+# `sglang.cli.main:main` (python/sglang/cli/main.py, which has no `__main__` block). Calling
+# that function through `engine.python -c` runs the same code with any interpreter.
+SGLANG_ENTRY = ("-c", "import sys; from sglang.cli.main import main; sys.exit(main())", "serve")
 
 
 @dataclass(frozen=True)
@@ -28,9 +32,25 @@ class LaunchPlan:
     base_url: str
     served_model: str
     gpus: int = 1  # SGLang data-parallel replicas (engine.gpus); see engine/multigpu.py
+    host: str = "127.0.0.1"  # where the engine listens, read back from the final argv
+
+    def config_file(self) -> dict[str, str]:
+        """Launch arguments that go through SGLang's `--config` YAML instead of argv.
+
+        argv is world-readable (`ps`, /proc/PID/cmdline) and SGLang reports it as
+        `/server_info`'s launch_command; the YAML file is 0600 and removed after stop.
+        SGLang prepends the file's arguments to argv (srt/server_args_config_parser.py:
+        ConfigArgumentMerger), so a key in the file behaves exactly like `--api-key`.
+        """
+        return {"api-key": self.api_key} if self.api_key else {}
+
+    def shown_argv(self, reveal: bool = False) -> list[str]:
+        """argv plus what the config file carries, as one command a person can read or rerun."""
+        extra = ["--api-key", self.api_key if reveal else mask_secret(self.api_key)] if self.api_key else []
+        return list(self.argv) + extra
 
     def masked_argv(self) -> list[str]:
-        return mask_argv(list(self.argv), self.api_key)
+        return self.shown_argv(reveal=False)
 
 
 def base_url(host: str, port: int) -> str:
@@ -68,14 +88,27 @@ def choose_preset(engine: EngineConfig, gpu_name: str | None, preset: str | None
     return presets.for_gpu_class(cls), gpu_name, cls
 
 
+def managed_clash(name: str) -> str | None:
+    """The managed flag `name` would set: itself, or one it abbreviates.
+
+    argparse (allow_abbrev, SGLang's default) takes any unambiguous prefix, so `--hos`
+    after our `--host 127.0.0.1` rebinds the engine. A prefix that is also another known
+    flag (`--model` of `--model-path`) is still a clash: it is the managed value either way.
+    """
+    if name in F.MANAGED:
+        return name
+    if len(name) <= 2:
+        return None
+    return next((m for m in F.MANAGED if m.startswith(name)), None)
+
+
 def check_extra_args(args: list[str], kind: str) -> None:
     """Reject flags qwentui manages (and --sim-* outside the simulator), naming the flag."""
     for arg in args:
         if not arg.startswith("--"):
             continue
         name = F.flag_name(arg)
-        clash = name if name in F.MANAGED else next(
-            (m for m in F.MANAGED if name not in F.FLAGS and len(name) > 3 and m.startswith(name)), None)
+        clash = managed_clash(name)
         if clash:
             raise UsageError(f"engine.extra_args: {name} conflicts with {clash}, which qwentui sets "
                              f"from {F.MANAGED[clash]}; set that instead")
@@ -88,8 +121,10 @@ def _apply_overrides(table: dict[str, Any], overrides: dict[str, Any], *, sim: b
     for flag, value in overrides.items():
         if not isinstance(flag, str) or not flag.startswith("--"):
             raise UsageError(f"engine.overrides: keys are SGLang flags like '--context-length', got {flag!r}")
-        if flag in F.MANAGED:
-            raise UsageError(f"engine.overrides: {flag} is set by qwentui from {F.MANAGED[flag]}; set that instead")
+        clash = managed_clash(F.flag_name(flag))
+        if clash:
+            raise UsageError(f"engine.overrides: {flag} conflicts with {clash}, which qwentui sets "
+                             f"from {F.MANAGED[clash]}; set that instead")
         if flag.startswith("--sim-") != sim:
             continue
         F.check_value(flag, value, "engine.overrides")
@@ -101,6 +136,20 @@ def _validate_overrides(overrides: dict[str, Any], kind: str) -> None:
     for flag in overrides:
         if isinstance(flag, str) and flag.startswith("--sim-") and kind != "sim":
             raise UsageError(f"engine.overrides: {flag} only works with the simulator (engine.kind = 'sim')")
+        if isinstance(flag, str) and flag.startswith("--") and (clash := managed_clash(F.flag_name(flag))):
+            raise UsageError(f"engine.overrides: {flag} conflicts with {clash}, which qwentui sets "
+                             f"from {F.MANAGED[clash]}; set that instead")
+
+
+def final_host(argv: list[str] | tuple[str, ...]) -> str:
+    """The address the engine will bind, as its argparse reads argv: the last --host wins."""
+    host = "127.0.0.1"  # SGLang's default
+    for i, word in enumerate(argv):
+        if word == "--host" and i + 1 < len(argv):
+            host = argv[i + 1]
+        elif word.startswith("--host="):
+            host = word.partition("=")[2]
+    return host
 
 
 def plan(cfg: Config, gpu_name: str | None = None, preset: str | None = None, *,
@@ -110,10 +159,9 @@ def plan(cfg: Config, gpu_name: str | None = None, preset: str | None = None, *,
     check_extra_args(list(e.extra_args), e.kind)
     name, gpu_name, cls = choose_preset(e, gpu_name, preset, detect=detect)
     chosen = presets.load(name)
-    key = apikey.resolve(e, create=create_key)
     python = sys.executable if e.kind == "sim" or not e.python else e.python
-    module = SIM_MODULE if e.kind == "sim" else SGLANG_MODULE
-    argv = [python, "-m", module, "--model-path", e.model, "--host", e.host, "--port", str(e.port)]
+    entry = ("-m", SIM_MODULE) if e.kind == "sim" else SGLANG_ENTRY
+    argv = [python, *entry, "--model-path", e.model, "--host", e.host, "--port", str(e.port)]
     if e.served_model_name:
         argv += ["--served-model-name", e.served_model_name]
     argv += ["--reasoning-parser", "qwen3", "--enable-metrics"]
@@ -126,10 +174,10 @@ def plan(cfg: Config, gpu_name: str | None = None, preset: str | None = None, *,
         for flag, value in _apply_overrides(sim_table, e.overrides, sim=True).items():
             argv += F.render(flag, value)
     argv += list(e.extra_args)
-    if key:
-        argv += ["--api-key", key]
+    host = final_host(argv)
+    key = apikey.resolve(e, create=create_key, host=host)
     return LaunchPlan(tuple(argv), e.kind, name, gpu_name, cls, key, base_url(e.host, e.port),
-                      e.served_model_name or e.model, gpus)
+                      e.served_model_name or e.model, gpus, host)
 
 
 def gpu_count(engine: EngineConfig, *, detect: bool = True) -> int:
@@ -139,7 +187,7 @@ def gpu_count(engine: EngineConfig, *, detect: bool = True) -> int:
 
 
 def build_argv(cfg: Config, gpu_name: str | None = None, preset: str | None = None) -> list[str]:
-    """The exact argv qwentui would run (API key included in clear: mask before showing it)."""
+    """The exact argv qwentui would run, minus `--config FILE` (the key travels in that file)."""
     return list(plan(cfg, gpu_name, preset).argv)
 
 

@@ -167,9 +167,43 @@ def build_argv(smg: str, fleet: FleetConfig, workers: Sequence[str]) -> list[str
             "--health-check-endpoint", "/ready", "--health-check-interval-secs", str(max(1, int(fleet.health_interval))),
             "--health-failure-threshold", "2",
             "--shutdown-grace-period-secs", str(max(1, int(fleet.stop_grace))), "--log-level", "info"]
-    if fleet.api_key:
-        argv += ["--api-key", fleet.api_key]
     return argv
+
+
+KEY_ENV = "QWENTUI_GATEWAY_API_KEY"
+# smg is a Python console script: run it through its own interpreter with the key taken from the
+# environment (readable by this user only) and put on sys.argv inside the process, so it never
+# shows in /proc/PID/cmdline or `ps` the way `--api-key KEY` on the command line would.
+_KEY_LAUNCHER = ("import os, runpy, sys; key = os.environ.pop({env!r}); "
+                 "sys.argv = [{smg!r}, *sys.argv[1:], '--api-key', key]; "
+                 "runpy.run_path({smg!r}, run_name='__main__')")
+
+
+def script_python(path: str) -> str | None:
+    """The interpreter of a Python script's shebang line, or None for anything else."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(512).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+    if not first.startswith("#!"):
+        return None
+    words = first[2:].split()
+    if words and Path(words[0]).name == "env" and len(words) > 1:
+        words = words[1:]
+    return words[0] if words and "python" in Path(words[0]).name else None
+
+
+def launch_command(smg: str, fleet: FleetConfig, workers: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """argv and extra environment for smg; the API key travels in the environment, never argv."""
+    argv = build_argv(smg, fleet, workers)
+    if not fleet.api_key:
+        return argv, {}
+    python = script_python(smg)
+    if python is None:
+        raise UsageError(f"{smg} is not the Python `smg` script; qwentui cannot hand it fleet.api_key "
+                         f"off the command line: {INSTALL}")
+    return [python, "-c", _KEY_LAUNCHER.format(env=KEY_ENV, smg=smg), *argv[1:]], {KEY_ENV: fleet.api_key}
 
 
 def _connect_host(host: str) -> str:
@@ -260,9 +294,10 @@ class Gateway:
         self._sink = LogSink(self.log_path, Masker([self.fleet.api_key]))
         self._splitter, self._rejected, self._exited = LineSplitter(), [], asyncio.Event()
         self._probe_failures = {}
-        argv = build_argv(self.smg, self.fleet, self.workers)
-        self._sink.write(f"=== qwentui: starting the gateway: {' '.join(argv)}")
-        self._proc, self._fd = await procs.spawn(argv, env=dict(os.environ, NO_COLOR="1"))
+        argv, extra_env = launch_command(self.smg, self.fleet, self.workers)
+        shown = build_argv(self.smg, self.fleet, self.workers)
+        self._sink.write(f"=== qwentui: starting the gateway: {' '.join(shown)}")
+        self._proc, self._fd = await procs.spawn(argv, env=dict(os.environ, NO_COLOR="1", **extra_env))
         self._known = {p.pid: p for p in procs.descendants(self._proc.pid)}
         asyncio.get_running_loop().add_reader(self._fd, self._on_readable)
         self._set(state="starting", phase=LAUNCHING, pid=self._proc.pid, error=None, exit_code=None)

@@ -45,14 +45,31 @@ _RULES: tuple[tuple[re.Pattern, str, str], ...] = (
      "use a T4 or newer GPU, or try the simulator with --demo"),
     (re.compile(r"bfloat16 is only supported|does not support bfloat16|bf16 is not supported", re.I),
      "this GPU has no bfloat16", "use --preset t4 or set engine.overrides {'--dtype' = 'float16'}"),
-    (re.compile(r"Please use --attention-backend flashinfer"), "FlashAttention-3 does not run on this GPU",
+    # srt/layers/attention/attention_registry.py: "FlashAttention v3 Backend requires SM>=80 and
+    # SM<=90. Please use `--attention-backend flashinfer`." (backticks in the real message)
+    (re.compile(r"FlashAttention v3 Backend requires SM"), "FlashAttention-3 does not run on this GPU",
      "set engine.overrides {'--attention-backend' = 'flashinfer'} (or pick the matching --preset)"),
+    (re.compile(r"is not supported in the \w+ attention backend\. Please use `?--attention-backend (\w+)"),
+     "the chosen attention backend cannot run this model",
+     "set engine.overrides {'--attention-backend' = 'flashinfer'}"),
     (re.compile(r"no CUDA GPUs are available|Found no NVIDIA driver|CUDA driver version is insufficient|"
                 r"NVIDIA driver on your system is too old", re.I),
      "no usable GPU or NVIDIA driver", "check nvidia-smi; on a box without a GPU use --demo"),
     (re.compile(r"error: (unrecognized arguments|argument --|the following arguments are required)"),
      "SGLang rejected a launch flag",
-     "fix engine.extra_args / engine.overrides (python -m sglang.launch_server --help lists the flags)"),
+     "fix engine.extra_args / engine.overrides (`sglang serve --help` lists the flags)"),
+    # A scheduler exception makes SGLang SIGQUIT itself and kill its own tree with SIGKILL
+    # (srt/managers/scheduler.py, srt/utils/common.py: kill_process_tree), so exit -9 does
+    # not mean the OOM killer here: name the real error.
+    (re.compile(r"CUDA error: an illegal memory access was encountered"),
+     "the scheduler crashed: CUDA error: an illegal memory access was encountered (a GPU fault, not the "
+     "OOM killer)",
+     "restart the engine (F5); if it recurs, try engine.overrides {'--cuda-graph-backend-decode' = 'disabled'} "
+     "or another '--attention-backend', and report it to SGLang with the engine log"),
+    (re.compile(r"Scheduler hit an exception|Subprocess \w+ \(pid=\d+\) crashed with exit code|"
+                r"SIGQUIT received\..*one child failed|Received sigquit from a child process"),
+     "an SGLang child process (scheduler) failed and SGLang shut itself down",
+     "read the traceback in the engine log (F6); restart the engine (F5)"),
 )
 
 

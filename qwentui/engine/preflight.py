@@ -46,7 +46,9 @@ def check_sglang(engine: EngineConfig) -> str:
     version = sglang_version(python)
     if version is None:
         raise UsageError(f"{python} has no sglang module: pip install 'qwentui[sglang]' there, "
-                         "or set engine.python to a Python with SGLang")
+                         "or set engine.python to a Python with SGLang",
+                         hint="SGLang 0.5.23 needs Python 3.11-3.13, glibc >= 2.34 and a CUDA 13 driver; "
+                              "elsewhere the extra installs nothing: `qwentui doctor` shows what to change")
     return version
 
 

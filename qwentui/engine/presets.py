@@ -82,3 +82,19 @@ def for_gpu_class(gpu_cls: str | None) -> str:
             if name != SIM and gpu_cls in load(name).gpu_classes:
                 return name
     return GENERIC
+
+
+def sglang_mem_fraction(total_bytes: float) -> float:
+    """The `--mem-fraction-static` SGLang 0.5.23 picks itself when the flag is not given
+    (srt/arg_groups/memory_hook.py: it reserves room for the prefill chunk, CUDA graphs and
+    the CUDA context, both growing with the card's size bracket). The values are what that
+    formula gives on the cards the presets cover (T4 0.735, L4/A10G 0.684, A100-40 0.823,
+    A100-80 0.833, H100 0.830); other sizes take their bracket's value (0.83 above 60 GiB)."""
+    gib = total_bytes / 2**30
+    if gib < 20:
+        return 0.735
+    if gib < 35:
+        return 0.684
+    if gib < 60:
+        return 0.823
+    return 0.83

@@ -136,6 +136,22 @@ def port_owner(port: int) -> str | None:
     return None
 
 
+def owns_listener(pids: Iterable[int], port: int) -> bool | None:
+    """Whether one of `pids` listens on `port`; None when psutil cannot tell."""
+    unknown = False
+    for pid in pids:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="inet")
+        except psutil.NoSuchProcess:
+            continue
+        except (psutil.AccessDenied, OSError):
+            unknown = True
+            continue
+        if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns):
+            return True
+    return None if unknown else False
+
+
 def _describe(pid: int) -> str:
     try:
         cmd = psutil.Process(pid).cmdline()

@@ -40,6 +40,9 @@ class EngineStatus:
     preset: str = ""
     exit_code: int | None = None
     responsive: bool = True  # after ready: does /ready answer 200?
+    # SGLang logged "Health check failed" and set ServerStatus.UnHealthy: /ready is 503 and a
+    # SIGTERM skips the drain; it clears once /ready answers 200 again.
+    unhealthy: bool = False
 
     @property
     def running(self) -> bool:

@@ -1,8 +1,15 @@
 """The engine's whole life: spawn, phases, readiness, liveness, stop, crash.
 
-One code path for SGLang and the simulator. Readiness is the ready log line or `/health`
-200, polled once per `health_interval` during start-up only; after ready the process
-itself and the cheap `/ready` are watched (every SGLang `/health` runs a real generation).
+One code path for SGLang and the simulator. Readiness is the ready log line (read from our
+own child's output) or `/health` 200 while one of our child's processes owns the listening
+socket (another engine on the same port must not pass for ours), polled once per
+`health_interval` during start-up only; after ready the process itself and the cheap
+`/ready` are watched (every SGLang `/health` runs a real generation).
+
+Stop is bounded and clean: `/abort_request {"abort_all": true}`, SIGTERM to the main
+process (launched with SGL_FORCE_SHUTDOWN=1, so SGLang skips its unbounded drain but still
+releases GPU memory), SIGKILL to the group only after `stop_grace`; then the engine's
+leftovers (rundir.py) are removed.
 
 Call `start()` on the event loop's own thread (in Textual: an async worker, never
 `thread=True`): PR_SET_PDEATHSIG fires when the *thread* that forked the engine exits.
@@ -23,7 +30,8 @@ from typing import TYPE_CHECKING, Callable
 
 from qwentui import __version__
 from qwentui.config import Config, format_duration
-from qwentui.engine import hints, phases, preflight, procs
+from qwentui.engine import hints, phases, preflight, procs, rundir
+from qwentui.engine.rundir import RunDir
 from qwentui.engine.argv import LaunchPlan, plan
 from qwentui.engine.logsink import RELAY_SECRETS_ENV, LineSplitter, LogSink, Masker
 from qwentui.engine.status import EngineState, EngineStatus
@@ -36,6 +44,8 @@ if TYPE_CHECKING:  # imported where used: the console paints its first frame bef
 log = logging.getLogger(__name__)
 
 StatusCallback = Callable[[EngineStatus], None]
+# srt/entrypoints/http_server.py (health_generate) logs this, then sets ServerStatus.UnHealthy
+UNHEALTHY_LINE = "Health check failed. Server couldn't get a response from detokenizer"
 LogCallback = Callable[[str], None]
 
 
@@ -79,6 +89,8 @@ class Supervisor:
         self._exited.set()
         self._eof = asyncio.Event()
         self._stop_lock = asyncio.Lock()
+        self._run_dir: RunDir | None = None
+        self._foreign_port_logged = False
         self._status = EngineStatus(
             EngineState.STOPPED, "", e.kind, self._served_model, url,
             simulated=e.kind == "sim" and not _attach, attached=bool(_attach),
@@ -196,11 +208,26 @@ class Supervisor:
         self._sink = LogSink(self.log_path, Masker([self._api_key]))
         self._splitter = LineSplitter()
         self._ready, self._exited, self._eof = asyncio.Event(), asyncio.Event(), asyncio.Event()
-        argv = self.plan.masked_argv()
         self._sink.write(f"=== qwentui {__version__}: starting {self.plan.kind} engine, "
-                         f"preset {self.plan.preset}: {' '.join(argv)}")
-        proc, fd = await procs.spawn(self.plan.argv, pdeathsig=not self.keep_engine)
+                         f"preset {self.plan.preset}: {' '.join(self.plan.argv)}")
+        stale = rundir.sweep_stale()
+        if stale:
+            self._sink.write(f"=== qwentui: removed {stale} leftover file(s) of engines whose qwentui was killed")
+        self._run_dir = run_dir = RunDir()
+        argv = list(self.plan.argv)
+        if self.plan.config_file():  # the key goes in a 0600 file, never argv (ps, /proc/PID/cmdline)
+            argv += ["--config", str(run_dir.write_config(self.plan.config_file()))]
+        # SGL_FORCE_SHUTDOWN: SGLang's SIGTERM handler skips the drain that has no time limit
+        # but still sends ShutdownReq and frees GPU memory (srt/managers/tokenizer_manager.py:
+        # sigterm_watchdog).
+        env = {**os.environ, **run_dir.env(), "SGL_FORCE_SHUTDOWN": "1"}
+        try:
+            proc, fd = await procs.spawn(argv, pdeathsig=not self.keep_engine, env=env)
+        except BaseException:
+            run_dir.clean()
+            raise
         self._proc, self._fd = proc, fd
+        run_dir.write_owner(proc.pid)
         self._known = {}
         self._remember_tree()
         asyncio.get_running_loop().add_reader(fd, self._on_readable)
@@ -248,6 +275,10 @@ class Supervisor:
         masked = self._sink.write(line)
         if self._on_log is not None:
             _call(self._on_log, masked)
+        if self._status.state is EngineState.READY and UNHEALTHY_LINE in line:
+            self._set(unhealthy=True, responsive=False,
+                      error="SGLang marked itself UnHealthy: a health check got no answer from the scheduler",
+                      hint="restart the engine (F5); if it recurs, read the engine log (F6)")
         if self._status.state is not EngineState.STARTING:
             return
         phase = phases.advance(self._status.phase, line)
@@ -258,8 +289,27 @@ class Supervisor:
 
     def _mark_ready(self) -> None:
         if self._status.state is EngineState.STARTING:
+            if self._run_dir is not None:
+                self._run_dir.remove_config()  # read at launch; the key need not stay on disk
             self._set(state=EngineState.READY, phase=phases.READY, ready_at=self._clock())
             self._ready.set()
+
+    def _answered_by_us(self) -> bool:
+        """A /health 200 counts only if our process tree owns the listening socket.
+
+        A second qwentui on the same port would otherwise adopt the first one's engine
+        while its own engine is still loading (and later fails to bind).
+        """
+        pids = [p.pid for p in procs.alive(self._known.values())]
+        owner = procs.owns_listener(pids, self.cfg.engine.port)
+        if owner:
+            return True
+        if not self._foreign_port_logged:
+            self._foreign_port_logged = True
+            who = procs.port_owner(self.cfg.engine.port) if owner is False else None
+            self._sink.write(f"=== qwentui: /health answered on port {self.cfg.engine.port}, but not by our "
+                             f"engine ({who or 'owner unknown'}); waiting for our engine's ready line")
+        return False
 
     async def _monitor(self) -> None:
         """/health during start-up only; afterwards /ready; also remembers the process tree."""
@@ -270,14 +320,19 @@ class Supervisor:
             while self._status.state in (EngineState.STARTING, EngineState.READY):
                 self._remember_tree()
                 if self._status.state is EngineState.STARTING:
-                    if await _probe(client, "/health", timeout=5.0) and self._status.state is EngineState.STARTING:
+                    if (await _probe(client, "/health", timeout=5.0) and self._status.state is EngineState.STARTING
+                            and self._answered_by_us()):
                         self._sink.write("=== qwentui: /health answered 200: engine ready")
                         self._mark_ready()
                     await asyncio.sleep(self.health_interval)
                     continue
                 ok = await _probe(client, self._liveness_path, timeout=3.0)
-                if ok != self._status.responsive and self._status.state is EngineState.READY:
-                    self._set(responsive=ok, error=None if ok else f"engine is not answering {self._liveness_path}")
+                if self._status.state is not EngineState.READY:
+                    continue
+                if ok and (not self._status.responsive or self._status.unhealthy):
+                    self._set(responsive=True, unhealthy=False, error=None, hint=None)
+                elif not ok and self._status.responsive:
+                    self._set(responsive=False, error=f"engine is not answering {self._liveness_path}")
                 await asyncio.sleep(self.liveness_interval)
 
     def _remember_tree(self) -> None:
@@ -296,6 +351,7 @@ class Supervisor:
         if self._status.state is not EngineState.STOPPING:
             await self._reap_leftovers()
             self._close_pipe()
+            self._clean_run_dir()
             self._record_unexpected_exit(code)
         self._exited.set()
 
@@ -347,8 +403,29 @@ class Supervisor:
                 if proc is not None:
                     await self._reap_leftovers()
                 return
+            was_ready = self._status.state is EngineState.READY
             self._set(state=EngineState.STOPPING, stop_reason=reason)
+            if was_ready:
+                await self._abort_all()
             await self._terminate(proc)
+
+    async def _abort_all(self) -> None:
+        """Finish every in-flight request now, so SGLang has nothing to drain after SIGTERM."""
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        try:
+            async with httpx.AsyncClient(base_url=self.base_url, headers=headers, trust_env=False) as client:
+                response = await client.post("/abort_request", json={"abort_all": True}, timeout=2.0)
+            self._sink.write(f"=== qwentui: POST /abort_request abort_all: HTTP {response.status_code}")
+        except httpx.HTTPError as exc:
+            self._sink.write(f"=== qwentui: POST /abort_request failed ({type(exc).__name__}); stopping anyway")
+
+    def _clean_run_dir(self) -> None:
+        run_dir, self._run_dir = self._run_dir, None
+        if run_dir is None:
+            return
+        count = run_dir.clean()
+        self._sink.write(f"=== qwentui: removed {count} leftover file(s) of this engine "
+                         "(ZMQ sockets, /dev/shm load snapshot, metrics dir, launch config)")
 
     async def _terminate(self, proc: asyncio.subprocess.Process) -> None:
         grace = self.cfg.engine.stop_grace
@@ -371,6 +448,7 @@ class Supervisor:
             await _wait_event(self._exited, 1.0)
         left = await self._reap_leftovers()
         self._close_pipe()
+        self._clean_run_dir()
         port_free = await procs.wait_port_free(self.cfg.engine.host, self.cfg.engine.port, 0.5)
         problems = ([f"processes still alive: {[p.pid for p in left]}"] if left else []) + (
             [f"port {self.cfg.engine.port} still in use"] if not port_free else [])
@@ -412,11 +490,16 @@ class Supervisor:
             raise QwentuiError("this engine dies with qwentui (PR_SET_PDEATHSIG); start it with --keep-engine")
         for task in self._tasks:
             task.cancel()
+        if self._run_dir is not None:
+            self._run_dir.remove_config()  # the directory itself stays: the engine still uses it
         fd, self._fd = self._fd, None
         if fd is not None:
             asyncio.get_running_loop().remove_reader(fd)
             for line in self._splitter.flush():
                 self._handle_line(line)
+            # O_NONBLOCK lives on the shared open file description: the relay's blocking
+            # read() would raise BlockingIOError and leave the engine writing into a dead pipe.
+            os.set_blocking(fd, True)
             env = dict(os.environ, **{RELAY_SECRETS_ENV: self._api_key})
             subprocess.Popen([sys.executable, "-m", "qwentui.engine.relay", str(self.log_path)],
                              stdin=fd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -9,12 +9,15 @@ idle timer starts when the *last* activity ends, never when a request starts.
 
 Activity: a console chat in flight, a batch job running, engine `running + queued`
 beyond qwentui's own requests, or engine request counters growing beyond what qwentui
-itself caused. SGLang's `/health` and warm-up are real generations that move the
-counters (contract §2), so qwentui reports its own traffic and it is subtracted.
-SGLang refreshes its gauges only every ~30 s when idle, so a gauge may still show an
-own request that already finished: while the gauge has not changed since, own requests
-finished within `gauge_stale` seconds are allowed for. The counters remain the reliable
-external signal.
+itself caused (its console chats: reported, then subtracted). SGLang 0.5.23's `/health`
+runs a 1-token generation with `log_metrics=False` (srt/entrypoints/http_server.py:
+health_generate): it never moves the request or token counters, only, for a moment, the
+running gauge; so a health probe (`own_started`/`own_finished`) is allowed for in the
+gauges and credits nothing against the counters. (The warm-up generate does count, but
+it finishes before the baseline that `rearm` takes.) SGLang refreshes its gauges only
+every ~30 s when idle, so a gauge may still show an own request that already finished:
+while the gauge has not changed since, own requests finished within `gauge_stale`
+seconds are allowed for. The counters remain the reliable external signal.
 """
 
 from __future__ import annotations
@@ -209,10 +212,12 @@ class Watchdog:
         """qwentui's own non-user request (health probe) started: never activity."""
         self._own += 1
 
-    def own_finished(self, prompt_tokens: int = 1, generation_tokens: int = 1) -> None:
-        """An own probe finished; defaults fit SGLang's /health (1 input id, 1 new token)."""
+    def own_finished(self) -> None:
+        """An own health probe finished: it may linger in a stale running gauge, but it never
+        moved the counters (log_metrics=False), so nothing is credited against them."""
         self._own = max(0, self._own - 1)
-        self._own_done(1, prompt_tokens, generation_tokens)
+        self._own_finishes.append(self._clock())
+        self._gauge_at_finish = self._gauge_seen
 
     def note_own_requests(self, n: int = 1, prompt_tokens: int = 0, generation_tokens: int = 0) -> None:
         """Own requests that already finished and were not reported as started (after the fact)."""
@@ -381,7 +386,7 @@ class Watchdog:
             return
         excess = self._consume_credits(cur - before, 1 if use_requests else 2)
         if use_requests and excess > 0:  # own requests in flight whose finish is not reported yet
-            advance = min(excess, max(0.0, self._console + self._own - self._debt))
+            advance = min(excess, max(0.0, self._console - self._debt))  # probes never count
             self._debt += advance
             excess -= advance
         if excess > 0:

@@ -78,6 +78,16 @@ def json_dict(value: str) -> dict:
     return parsed
 
 
+def _sim_gpu(value: str) -> str:
+    from qwentui.sim.gpu import card_for
+
+    try:
+        card_for(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value.strip().upper()
+
+
 def positive_float(value: str) -> float:
     try:
         number = float(value)
@@ -167,6 +177,14 @@ def _add_sim_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sim-oom", action="store_true",
                    help="fail start-up like a CUDA OOM (KV pool too small when --mem-fraction-static < 0.5)")
     g.add_argument("--sim-seed", type=int, default=0, metavar="N", help="seed for the deterministic text")
+    g.add_argument("--sim-scheduler-exit", type=sim_duration, default=1.0, metavar="DUR",
+                   help="how long the scheduler takes to free GPU memory and exit after ShutdownReq (default 1s)")
+    g.add_argument("--sim-unhealthy-after", type=sim_duration, default=None, metavar="DUR",
+                   help="this long after ready a health generation fails: status UnHealthy, /health and "
+                        "/ready 503, SIGTERM skips the drain")
+    g.add_argument("--sim-gpu", type=_sim_gpu, default=None, metavar="CLASS",
+                   help="publish NVML-shaped readings of a simulated GPU (T4, L4, A10G, A100, H100) at "
+                        "/qwentui/sim_gpu, labelled SIMULATED")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,9 +195,63 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def merge_config(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """`--config FILE.yaml` as SGLang's ConfigArgumentMerger reads it
+    (srt/server_args_config_parser.py): the file's keys become `--key value` words placed
+    *before* the rest of argv, so the command line wins; a true store_true key adds the bare
+    flag, a false one adds nothing; a list adds its items; one --config at most."""
+    if "--config" not in argv:
+        return argv
+    at = [i for i, word in enumerate(argv) if word == "--config"]
+    if len(at) > 1:
+        parser.error("Multiple config files specified! Only one allowed.")
+    i = at[0]
+    if i == len(argv) - 1:
+        parser.error("No config file specified after --config flag!")
+    values = _read_config(parser, argv[i + 1])
+    switches = {o.lstrip("-") for a in parser._actions  # noqa: SLF001 - argparse has no public table
+                for o in a.option_strings if isinstance(a, argparse._StoreTrueAction)}  # noqa: SLF001
+    words: list[str] = []
+    for key, value in values.items():
+        if isinstance(value, bool):
+            words += ([f"--{key}"] if value else []) if key in switches else [f"--{key}", str(value).lower()]
+        elif isinstance(value, list):
+            words += [f"--{key}", *map(str, value)] if value else []
+        else:
+            words += [f"--{key}", str(value)]
+    return words + argv[:i] + argv[i + 2:]
+
+
+def _read_config(parser: argparse.ArgumentParser, path: str) -> dict:
+    import os
+
+    if os.path.splitext(path)[1].lower() not in (".yaml", ".yml"):
+        parser.error(f"Config file must be YAML format, got: {os.path.splitext(path)[1]}")
+    try:
+        text = open(path, encoding="utf-8").read()
+    except OSError:
+        parser.error(f"Config file not found: {path}")
+    try:
+        import yaml
+
+        data = yaml.safe_load(text)
+    except ImportError:  # PyYAML is SGLang's dependency, not ours: JSON is the YAML we write
+        data = json.loads(text) if text.strip() else None
+    except Exception as exc:  # noqa: BLE001 - any YAML error is a bad file
+        parser.error(f"Failed to read config file {path}: {exc}")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        parser.error("Config file must contain a dictionary at root level")
+    return data
+
+
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse and resolve defaults the way SGLang's ServerArgs does; exit 2 on bad flags."""
+    import sys
+
     parser = build_parser()
+    argv = merge_config(parser, list(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     if args.served_model_name is None:
         args.served_model_name = args.model_path

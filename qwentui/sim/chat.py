@@ -6,9 +6,10 @@ import asyncio
 import json
 import time
 import uuid
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from starlette.requests import Request
+from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
 from qwentui.sim import protocol, textgen
@@ -105,7 +106,7 @@ class ChatRun:
                   "matched_stop": matched}
         out = {"id": self.rid, "object": "chat.completion.chunk", "created": self.created,
                "model": self.p.model, "choices": [choice]}
-        if self.p.continuous_usage and finish is None:
+        if self.p.continuous_usage and finish is None and "role" not in delta:  # none on the role chunk
             out["usage"] = self.usage()
         return sse(out)
 
@@ -144,10 +145,8 @@ class ChatRun:
                     yield self._chunk(i, {"reasoning_content": None, "role": "assistant", "content": ""})
                 for delta in self._deltas(dets[i], piece):
                     yield self._chunk(i, delta)
-        except Aborted as exc:  # an abort with an HTTP status: error event, then [DONE]
+        except Aborted as exc:  # an abort with an HTTP status: error event, usage (if asked), [DONE]
             yield f"data: {json.dumps({'error': abort_body(exc, streaming=True)})}\n\n"
-            yield "data: [DONE]\n\n"
-            return
         if self.p.include_usage or self.state.args.stream_response_default_include_usage:
             yield sse({"id": self.rid, "object": "chat.completion.chunk", "created": self.created,
                        "model": self.p.model, "choices": [], "usage": self.usage()})
@@ -199,29 +198,59 @@ async def until_done_or_disconnect(request: Request, awaitable):
         watcher.cancel()
 
 
-async def stream_response(request: Request, events: AsyncIterator[str]) -> Response:
-    """Headers go out only with the first event, so early errors stay plain JSON (§4)."""
+ABORT_AFTER_DISCONNECT_S = 2.0  # SGLang's create_abort_task: asyncio.sleep(2), then abort_request(rid)
+_END = object()
+
+
+async def stream_response(request: Request, events: AsyncIterator[str],
+                          abort: Callable[[], object] | None = None) -> Response:
+    """Headers go out only with the first event, so early errors stay plain JSON (§4).
+
+    The events are produced by their own task, as SGLang's scheduler keeps generating for
+    a client that went away: only the response's background task, 2 s later, aborts the
+    request (srt/managers/tokenizer_manager.py: create_abort_task). A client gone before
+    the first event is aborted at once (the validation-phase path)."""
     try:
         first = await until_done_or_disconnect(request, events.__anext__())
     except ClientGone:
         await events.aclose()
         return Response(status_code=499)
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for event in events:
+                queue.put_nowait(event)
+        finally:
+            queue.put_nowait(_END)
+
+    producer = asyncio.ensure_future(pump())
 
     async def body() -> AsyncIterator[str]:
-        try:
-            yield first
-            async for event in events:
-                yield event
-        finally:
-            await events.aclose()
+        yield first
+        while (event := await queue.get()) is not _END:
+            yield event
 
-    return StreamingResponse(body(), media_type="text/event-stream")
+    async def abort_later() -> None:
+        if producer.done():  # finished normally: SGLang's abort would find nothing to abort
+            return
+        await asyncio.sleep(ABORT_AFTER_DISCONNECT_S)
+        if not producer.done() and abort is not None:
+            abort()
+        await asyncio.gather(producer, return_exceptions=True)
+
+    return StreamingResponse(body(), media_type="text/event-stream", background=BackgroundTask(abort_later))
+
+
+def _jobs(run) -> list[Job]:
+    return list(getattr(run, "jobs", None) or [run.job])  # chat: one per choice; completions: one
 
 
 async def respond(request: Request, run) -> Response:
     """Streaming or not, with client-disconnect aborts."""
     if run.p.stream:
-        return await stream_response(request, run.events())
+        return await stream_response(request, run.events(),
+                                     abort=lambda: [run.state.engine.abort(job.rid) for job in _jobs(run)])
     try:
         return json_response(await until_done_or_disconnect(request, run.complete()))
     except ClientGone:

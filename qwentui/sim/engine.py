@@ -143,6 +143,9 @@ class Engine:
         self.realtime_tokens = {"prefill_compute": 0, "prefill_cache": 0, "decode": 0}
         self._decode_logger: asyncio.Task | None = None
         self.served = 0  # generate requests seen (SGLang's SIGTERM drain needs one)
+        self.gauges: dict[str, float] = {}  # what /metrics shows: published lazily, like SGLang
+        self._published_at = -1e9
+        self.publish(running=0)
 
     @property
     def queued(self) -> int:
@@ -212,8 +215,33 @@ class Engine:
             self.abort_job(job)
         return len(jobs)
 
+    # -- lazy gauges -----------------------------------------------------------------------
+    IDLE_REFRESH_S = 30.0
+
+    def publish(self, *, running: int | None = None, throughput: float | None = None) -> None:
+        """Set the scheduler gauges, as SGLang does only at a prefill report, every
+        `--decode-log-interval` decode steps and on its idle check
+        (srt/managers/scheduler_components/metrics_reporter.py)."""
+        used = self.used_tokens()
+        self.gauges = {"running": self.running if running is None else running, "queued": self.queued,
+                       "used_tokens": used, "token_usage": round(used / self.res.max_total_tokens, 4),
+                       "gen_throughput": self.gauges.get("gen_throughput", 0.0) if throughput is None else throughput,
+                       "busy": 1.0 if self.running else 0.0}
+        self._published_at = self.clock()
+
+    def idle_check(self) -> None:
+        """SGLang's idle self-check: when nothing runs, republish if the running gauge
+        disagrees, and at most every 30 s otherwise (gen_throughput then falls to 0)."""
+        if self.running or self.queued:
+            return
+        if self.clock() - self._published_at >= self.IDLE_REFRESH_S:
+            self.publish(throughput=0.0)
+        elif self.gauges["running"] != 0:
+            self.publish()
+
     # -- logs ------------------------------------------------------------------------------
     def _log_prefill(self, job: Job) -> None:
+        self.publish(running=self.running - 1)  # the prefill report counts the batch before it
         usage = self.used_tokens() / self.res.max_total_tokens
         log.info(f"Prefill batch, #new-seq: 1, #new-token: {job.prompt_tokens}, #cached-token: 0, "
                  f"token usage: {usage:.2f}, #running-req: {self.running - 1}, #queue-req: {self.queued}, "
@@ -227,6 +255,7 @@ class Engine:
             if not self.running:
                 break
             usage = self.used_tokens() / self.res.max_total_tokens
+            self.publish(throughput=self.gen_throughput())
             log.info(f"Decode batch, #running-req: {self.running}, #token: {self.used_tokens()}, "
                      f"token usage: {usage:.2f}, cuda graph: True, "
                      f"gen throughput (token/s): {self.gen_throughput():.2f}, #queue-req: {self.queued}")

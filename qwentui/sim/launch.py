@@ -2,8 +2,14 @@
 
 Timeline: phase lines paced by `--sim-cold-start` with the port closed → uvicorn binds
 (`/health` 503, `/v1/models` 200) → warm-up generate → `The server is fired up and ready to
-roll!`. SIGTERM then drains in-flight requests and exits 0; SIGQUIT (a child failed) kills
-the tree and this process with SIGKILL, as SGLang's kill_process_tree does.
+roll!`. SIGTERM is then seen by SGLang's sigterm watchdog on its next 5 s tick, which drains
+in-flight requests (skipped with SGL_FORCE_SHUTDOWN=1 or when UnHealthy), sends ShutdownReq,
+waits up to 15 s for the scheduler to free GPU memory and exits 0
+(srt/managers/tokenizer_manager.py: sigterm_watchdog). SIGQUIT (a child failed) kills the
+tree and this process with SIGKILL, as SGLang's kill_process_tree does.
+
+Like SGLang it leaves its ZMQ socket files in the temp dir and a /dev/shm load snapshot, and
+its Prometheus multiprocess dir after a SIGKILL (engine/rundir.py removes them).
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from qwentui.sim.metrics import SimMetrics, disable_created_series
 from qwentui.sim.server import SimState, build_app
 
 log = logging.getLogger("sglang.sim")
-DRAIN_POLL_S = 5.0
+DRAIN_POLL_S = 5.0  # SGLang's sigterm_watchdog sleeps 5 s per round
+SCHEDULER_EXIT_WAIT_S = 15.0  # ...and waits this long for the scheduler after ShutdownReq
+ZMQ_SOCKETS = 5  # PortArgs: tokenizer, scheduler input, detokenizer, rpc, metrics
 SIM_BANNER = "qwentui simulator: SIMULATED engine, no model is loaded (qwentui.sim stands in for SGLang)"
 
 
@@ -54,7 +62,8 @@ class Scheduler:
         if a.sim_oom:
             oom = "kv" if (a.mem_fraction_static or 0.835) < 0.5 else "graph"
         argv = [sys.executable, "-m", "qwentui.sim.scheduler", "sglang::scheduler", str(os.getpid()), oom,
-                str(a.mem_fraction_static or 0.835), "-" if crash_after is None else str(crash_after)]
+                str(a.mem_fraction_static or 0.835), "-" if crash_after is None else str(crash_after),
+                str(a.sim_scheduler_exit)]
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                 close_fds=True)
         return cls(proc)
@@ -85,6 +94,19 @@ class Scheduler:
 
         readable, _, _ = select.select([self.proc.stdout], [], [], timeout)
         return bool(readable) and self.proc.stdout.readline().strip() == "ok"
+
+    def shutdown(self, wait: float = SCHEDULER_EXIT_WAIT_S) -> None:
+        """ShutdownReq: the scheduler frees GPU memory and exits; wait for it (bounded)."""
+        self.stopping = True
+        with contextlib.suppress(OSError, ValueError):
+            self.proc.stdin.write("shutdown\n")
+            self.proc.stdin.flush()
+        try:
+            self.proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            log.warning(f"Scheduler did not exit within {wait:.0f}s after ShutdownReq; killing it")
+            self.proc.kill()
+            self.proc.wait()
 
     def stop(self) -> None:
         self.stopping = True
@@ -126,12 +148,19 @@ class Simulator:
                              running_timeout=_env_float("SGLANG_REQ_RUNNING_TIMEOUT"))
         self.metrics.attach(self.engine)
         self.state = SimState(a, self.res, self.engine, self.metrics)
+        if a.sim_gpu:
+            from qwentui.sim.gpu import SimGpu, SimGpuCollector, card_for
+
+            gpu = SimGpu(card_for(a.sim_gpu), self.engine, mem_fraction=a.mem_fraction_static)
+            self.metrics.registry.register(SimGpuCollector(gpu))
         self.scheduler: Scheduler | None = None
         self.server = None
         self.uvicorn_up = False
         self.exit_code = 0
         self.raise_sigterm = False
-        self._drain_task: asyncio.Task | None = None
+        self.gracefully_exit = False
+        self._watchdog_task: asyncio.Task | None = None
+        self.metrics_dir = _leave_ipc_files()
 
     def _finished(self, job: Job, seconds: float, aborted: bool) -> None:
         if job.counted:
@@ -161,15 +190,24 @@ class Simulator:
         log.warning("qwentui simulator: SIGTERM ignored (--sim-ignore-sigterm)")
 
     def _on_sigterm(self) -> None:
-        if self.state.draining:
+        if self.gracefully_exit:
             return
         if not self.engine.served:  # no generate request yet: uvicorn's handler, then die by SIGTERM
             self.raise_sigterm = True
             self.server.should_exit = True
             return
-        log.info("SIGTERM received. signum=None frame=None. Draining requests and shutting down...")
-        self.state.draining = True
-        self._drain_task = asyncio.get_running_loop().create_task(self._drain())
+        log.warning("SIGTERM received. signum=None frame=None. Draining requests and shutting down...")
+        self.gracefully_exit = True  # acted on at the watchdog's next 5 s tick
+        self.state.draining = True  # /health answers 503 at once
+
+    async def _sigterm_watchdog(self) -> None:
+        """SGLang's loop, started with the first generate request: `while not
+        gracefully_exit: await asyncio.sleep(5)`, then drain, ShutdownReq, exit."""
+        while not self.engine.served:
+            await asyncio.sleep(0.05)
+        while not self.gracefully_exit:
+            await asyncio.sleep(DRAIN_POLL_S)
+        await self._drain()
 
     def _on_sigint(self) -> None:
         self.exit_code = 130
@@ -177,20 +215,29 @@ class Simulator:
             self.server.should_exit = True
 
     async def _drain(self) -> None:
-        """SGLang's sigterm watchdog: poll every 5 s until no request is left (first look after 0.1 s).
+        """Drain every 5 s until no request is left (no time limit), unless UnHealthy or
+        SGL_FORCE_SHUTDOWN; then ShutdownReq and wait for the scheduler.
 
         A SIGTERM sent to the whole process group also kills the scheduler child (default
         action); SGLang's SubprocessWatchdog then wins and the server dies by SIGKILL.
         """
-        await asyncio.sleep(0.1)
-        while self.engine.busy:
+        while True:
             if self.scheduler.check():
                 return
+            if self.state.unhealthy:
+                log.error("Signal SIGTERM received while health check failed. Force exiting.")
+                break
+            if os.environ.get("SGL_FORCE_SHUTDOWN", "").lower() in ("1", "true", "yes"):
+                log.error("Signal SIGTERM received while force shutdown flag set. Force exiting.")
+                break
             log.info(f"Gracefully exiting... Remaining number of requests {self.engine.busy}. "
                      f"Remaining requests remaining_rids={self.engine.rids()}.")
+            if not self.engine.busy:
+                break
             await asyncio.sleep(DRAIN_POLL_S)
-        if not self.scheduler.check():
-            self.server.should_exit = True
+        await asyncio.get_running_loop().run_in_executor(None, self.scheduler.shutdown)
+        self.engine.abort(abort_all=True)  # no scheduler left: open streams end now
+        self.server.should_exit = True
 
     # -- lifecycle -------------------------------------------------------------------------
     async def run(self) -> int:
@@ -204,6 +251,10 @@ class Simulator:
             code = await self._serve(loop)
         finally:
             self.scheduler.stop()
+            if self.metrics_dir:  # a TemporaryDirectory: gone on a clean exit, left after SIGKILL
+                import shutil
+
+                shutil.rmtree(self.metrics_dir, ignore_errors=True)
         if self.raise_sigterm:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
@@ -245,11 +296,13 @@ class Simulator:
         if self.a.sampling_defaults == "model":
             log.info("Using default chat sampling params from model generation config: "
                      "{'temperature': 0.6, 'top_k': 20, 'top_p': 0.95}")
-        task = asyncio.get_running_loop().create_task(self._warmup())
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(self._warmup()), loop.create_task(self._sigterm_watchdog())]
         try:
             yield
         finally:
-            task.cancel()
+            for task in tasks:
+                task.cancel()
 
     async def _warmup(self) -> None:
         while not self.server.started:
@@ -260,6 +313,16 @@ class Simulator:
         else:
             await self._warmup_generate()
         log.info("The server is fired up and ready to roll!")
+        if self.a.sim_unhealthy_after is not None:
+            await asyncio.sleep(self.a.sim_unhealthy_after)
+            self._turn_unhealthy()
+
+    def _turn_unhealthy(self) -> None:
+        """What SGLang's /health_generate does when no scheduler output came for 20 s."""
+        tic = time.time() - 20
+        log.error("Health check failed. Server couldn't get a response from detokenizer for last 20 seconds. "
+                  f"tic start time: {tic:.2f}. last_heartbeat time: {tic - 1:.2f}")
+        self.state.unhealthy = True
 
     async def _warmup_generate(self) -> None:
         """POST /generate "The capital city of France is" (8 tokens), then status Up."""
@@ -273,6 +336,27 @@ class Simulator:
             pass
         await asyncio.sleep(max(left - (time.monotonic() - t), 0))
         self.state.up = True
+
+
+def _leave_ipc_files() -> str:
+    """SGLang's per-launch files: 5 ZMQ ipc sockets in the temp dir (NamedTemporaryFile,
+    delete=False), a /dev/shm load snapshot named after one of them (never unlinked) and a
+    Prometheus multiprocess temp dir. Returns the metrics dir."""
+    import socket
+    import tempfile
+
+    from qwentui.engine.rundir import SHM_DIR, shm_path_for
+
+    names = []
+    for _ in range(ZMQ_SOCKETS):
+        with tempfile.NamedTemporaryFile(delete=False) as fh:
+            names.append(fh.name)
+        os.unlink(names[-1])
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(names[-1])  # leaves a socket file behind, as a killed ZMQ bind does
+    with contextlib.suppress(OSError):
+        shm_path_for(f"ipc://{names[1]}", SHM_DIR).write_bytes(b"\0" * 64)
+    return tempfile.mkdtemp()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,8 +1,11 @@
 """`/metrics` with SGLang's names and labels (contract §7), via prometheus_client.
 
-Scheduler gauges are read live from the engine at scrape time (SGLang refreshes them lazily,
-at most every 30 s when idle; live values are a superset of that behaviour). Tokenizer-side
-counters and histograms are observed when a request finishes, as SGLang does.
+Scheduler gauges show what the engine last *published*, as SGLang's do: at each prefill
+report, every `--decode-log-interval` decode steps and, when idle, on the scheduler's idle
+check (a disagreeing running count at once, otherwise at most every 30 s, gen_throughput
+then 0). Tokenizer-side counters and histograms are observed when a request finishes, as
+SGLang does. Histogram buckets are SGLang's collector's
+(srt/observability/metrics_collector.py).
 """
 
 from __future__ import annotations
@@ -16,8 +19,12 @@ if TYPE_CHECKING:
     from qwentui.sim.engine import Engine
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 60, 120, 300, float("inf"))
-_TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, float("inf"))
+# TokenizerMetricsCollector's default buckets (srt/observability/metrics_collector.py):
+# quantiles computed from them (the UI's p50/p95) come out as coarse as on SGLang.
+SGLANG_TTFT_BUCKETS = (0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100, 200, 400)
+SGLANG_E2E_BUCKETS = SGLANG_TTFT_BUCKETS + (600, 1200, 1800, 2400)
+_LATENCY_BUCKETS = SGLANG_E2E_BUCKETS + (float("inf"),)
+_TTFT_BUCKETS = SGLANG_TTFT_BUCKETS + (float("inf"),)
 _TPOT_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, float("inf"))
 _TOKEN_BUCKETS = (16, 64, 256, 1024, 4096, 16384, 65536, float("inf"))
 
@@ -37,12 +44,14 @@ class _SchedulerCollector:
 
     def collect(self):
         e = self.engine
-        used = e.used_tokens()
-        yield self._gauge("num_running_reqs", "The number of running requests.", e.running)
-        yield self._gauge("num_queue_reqs", "The number of requests in the waiting queue.", e.queued)
+        e.idle_check()  # the scheduler's loop would have run it by now (1 s poll when idle)
+        g = e.gauges
+        used = g["used_tokens"]
+        yield self._gauge("num_running_reqs", "The number of running requests.", g["running"])
+        yield self._gauge("num_queue_reqs", "The number of requests in the waiting queue.", g["queued"])
         yield self._gauge("num_grammar_queue_reqs", "The number of requests in the grammar waiting queue.", 0)
-        yield self._gauge("gen_throughput", "The generation throughput (token/s).", e.gen_throughput())
-        yield self._gauge("token_usage", "The token usage.", round(used / e.res.max_total_tokens, 4))
+        yield self._gauge("gen_throughput", "The generation throughput (token/s).", g["gen_throughput"])
+        yield self._gauge("token_usage", "The token usage.", g["token_usage"])
         yield self._gauge("num_used_tokens", "The number of used tokens.", used)
         yield self._gauge("kv_used_tokens", "KV cache slots in use.", used)
         yield self._gauge("kv_available_tokens", "KV cache slots available.", e.res.max_total_tokens - used)
@@ -53,8 +62,8 @@ class _SchedulerCollector:
         yield self._gauge("page_size", "The page size.", 1)
         yield self._gauge("weight_memory_usage_gb", "Weight memory (GB).", e.res.weight_gb)
         yield self._gauge("kv_cache_memory_usage_gb", "KV cache memory (GB).", e.res.kv_gb)
-        yield self._gauge("utilization", "Scheduler utilization.", 1.0 if e.running else 0.0)
-        yield self._gauge("is_cuda_graph", "Whether the last batch used CUDA graphs.", 1.0 if e.running else 0.0)
+        yield self._gauge("utilization", "Scheduler utilization.", g["busy"])
+        yield self._gauge("is_cuda_graph", "Whether the last batch used CUDA graphs.", g["busy"])
         c = CounterMetricFamily("sglang:realtime_tokens", "Realtime token counts.", labels=[*self.labels, "mode"])
         for mode in ("prefill_compute", "prefill_cache", "decode"):
             c.add_metric([*self.labels.values(), mode], e.realtime_tokens[mode])

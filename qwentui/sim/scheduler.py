@@ -68,8 +68,10 @@ def fail(parent: int, call: str, error: str) -> None:
     os._exit(1)
 
 
-def serve(parent: int, oom: str, frac: float, crash_at: float | None) -> None:
-    """Answer phase markers on stdin until EOF; crash at `crash_at` (monotonic) if set."""
+def serve(parent: int, oom: str, frac: float, crash_at: float | None, exit_s: float = 1.0) -> None:
+    """Answer phase markers on stdin until EOF; crash at `crash_at` (monotonic) if set.
+
+    "shutdown" is SGLang's ShutdownReq: free GPU memory (takes `exit_s`), then exit."""
     while True:
         timeout = None if crash_at is None else max(crash_at - time.monotonic(), 0)
         readable, _, _ = select.select([sys.stdin], [], [], timeout)
@@ -79,6 +81,9 @@ def serve(parent: int, oom: str, frac: float, crash_at: float | None) -> None:
         if not line:
             return  # parent closed the pipe: shutting down
         phase = line.strip()
+        if phase == "shutdown":
+            time.sleep(exit_s)
+            return
         if oom and phase == oom:
             call, error = OOM_KV if oom == "kv" else OOM_GRAPH
             fail(parent, call, error.format(frac=frac))
@@ -87,15 +92,16 @@ def serve(parent: int, oom: str, frac: float, crash_at: float | None) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """argv: TITLE PARENT_PID OOM(kv|graph|-) MEM_FRACTION CRASH_AFTER_S(or -)."""
+    """argv: TITLE PARENT_PID OOM(kv|graph|-) MEM_FRACTION CRASH_AFTER_S(or -) [EXIT_S]."""
     title, parent, oom, frac, crash = argv[:5]
+    exit_s = float(argv[5]) if len(argv) > 5 else 1.0
     set_title(title)
     die_with_parent()
     if os.getppid() != int(parent):  # the parent died before PDEATHSIG was armed
         return 0
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's business
     crash_at = None if crash == "-" else time.monotonic() + float(crash)
-    serve(int(parent), "" if oom == "-" else oom, float(frac), crash_at)
+    serve(int(parent), "" if oom == "-" else oom, float(frac), crash_at, exit_s)
     return 0
 
 

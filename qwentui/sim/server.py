@@ -59,7 +59,7 @@ async def health(request: Request) -> Response:
     if state.draining:
         log.info("Health check request received during shutdown. Returning 503.")
         return Response(status_code=503)
-    if not state.up:
+    if not state.up or state.unhealthy:
         return Response(status_code=503)
     ok = await state.engine.probe()
     return Response(status_code=200 if ok and not state.draining else 503)
@@ -67,12 +67,13 @@ async def health(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     state = _state(request)
-    return Response(status_code=200 if state.up and not state.draining and not state.paused else 503)
+    ok = state.up and not state.unhealthy and not state.draining and not state.paused
+    return Response(status_code=200 if ok else 503)
 
 
 async def ping(request: Request) -> Response:
     state = _state(request)
-    return Response(status_code=200 if state.up and not state.draining else 503)
+    return Response(status_code=200 if state.up and not state.unhealthy and not state.draining else 503)
 
 
 async def root(request: Request) -> Response:

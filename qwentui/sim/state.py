@@ -19,6 +19,7 @@ class SimState:
         self.args, self.res, self.engine, self.metrics = args, res, engine, sim_metrics
         self.up = False  # warm-up finished (ServerStatus.Up)
         self.draining = False  # SIGTERM received
+        self.unhealthy = False  # ServerStatus.UnHealthy: a health generation failed
         self.paused = False
         self.started_at = time.time()
 

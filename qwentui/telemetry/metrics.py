@@ -1,6 +1,10 @@
 """The engine's Prometheus `/metrics` (SGLang names, contracts/sglang.md §7), scraped and parsed.
 
-Series are summed across label sets (`is_streaming`, ranks); fractions are averaged.
+Series are summed across label sets (`is_streaming`, ranks); fractions are averaged. With
+priority scheduling SGLang exports a total series *and* one per priority under the same name
+(srt/observability/metrics_collector.py); only the series without a `priority` label is
+read, or running/queued would count twice. qwentui's simulator may add `qwentui_sim_gpu_*`
+gauges (`--sim-gpu`): a SIMULATED card's NVML-shaped readings, kept apart in `sim_gpu`.
 Counters stay raw totals here: the sampler turns consecutive totals into rates. Anything
 that is not usable SGLang metrics (404, HTML, garbage, a timeout, a huge body) becomes
 `EngineMetrics(available=False, error=...)`; nothing here raises.
@@ -43,7 +47,8 @@ _HISTOGRAMS = {
     "sglang:time_to_first_token_seconds": "ttft",
     "sglang:e2e_request_latency_seconds": "e2e",
 }
-_SCALARS = tuple(sorted({*_SUM_GAUGES, *_MEAN_GAUGES, *_MAX_GAUGES, *_COUNTERS}))
+SIM_GPU_PREFIX = "qwentui_sim_gpu_"
+_SCALARS = tuple(sorted({*_SUM_GAUGES, *_MEAN_GAUGES, *_MAX_GAUGES, *_COUNTERS, SIM_GPU_PREFIX}))
 _WANTED = _SCALARS + tuple(sorted(_HISTOGRAMS))
 
 
@@ -94,6 +99,8 @@ class EngineMetrics:
     ttft: Maybe[Histogram] = NA
     e2e: Maybe[Histogram] = NA
     model_name: str = ""
+    sim_gpu: tuple[tuple[str, float], ...] = ()  # (reading, value) of a SIMULATED card, if any
+    sim_gpu_name: str = ""
 
     @classmethod
     def unavailable(cls, error: str) -> "EngineMetrics":
@@ -166,10 +173,14 @@ def _build(samples: Any) -> EngineMetrics:
     maxes: dict[str, float] = {}
     buckets: dict[str, dict[float, float]] = {}
     hist_totals: dict[str, float] = {}
-    model = ""
+    model, sim_gpu, sim_name = "", [], ""
     for s in samples:
         name, value = s.name, float(s.value)
-        if math.isnan(value):
+        if math.isnan(value) or "priority" in s.labels:  # per-priority copies of the total series
+            continue
+        if name.startswith(SIM_GPU_PREFIX):
+            sim_gpu.append((name[len(SIM_GPU_PREFIX):], value))
+            sim_name = s.labels.get("name", sim_name)
             continue
         model = model or s.labels.get("model_name", "")
         if name in _SUM_GAUGES or name in _COUNTERS:
@@ -196,7 +207,8 @@ def _build(samples: Any) -> EngineMetrics:
     for base, by_le in buckets.items():
         values[_HISTOGRAMS[base]] = Histogram(tuple(sorted(by_le.items())), hist_totals.get(base + "_sum", 0.0),
                                               hist_totals.get(base + "_count", 0.0))
-    return EngineMetrics(available=True, model_name=model, **values)
+    return EngineMetrics(available=True, model_name=model, sim_gpu=tuple(sim_gpu), sim_gpu_name=sim_name,
+                         **values)
 
 
 def _http_failure(exc: Exception, timeout: float) -> str:

@@ -64,6 +64,7 @@ class GpuSample:
     engine_memory_source: str = "unknown"
     status: str = "ok"  # "ok" | "lost" | "error"
     message: str = ""
+    simulated: bool = False  # the simulator's --sim-gpu card
 
     @property
     def other_memory_bytes(self) -> Maybe[int]:
@@ -84,15 +85,31 @@ class NvmlSnapshot:
     gpus: tuple[GpuSample, ...] = ()
     message: str = ""
     driver_version: Maybe[str] = NA
+    simulated: bool = False  # readings of the simulator's --sim-gpu card, not of NVML
 
     @property
     def available(self) -> bool:
         return self.status == "ok" and bool(self.gpus)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "message": self.message,
+        return {"status": self.status, "message": self.message, "simulated": self.simulated,
                 "driver_version": plain(self.driver_version),
                 "gpus": [g.to_dict() for g in self.gpus]}
+
+
+_SIM_FIELDS = {"memory_used_bytes": "memory_used_bytes", "memory_total_bytes": "memory_total_bytes",
+               "engine_memory_bytes": "engine_memory_bytes", "utilization_gpu_pct": "util_gpu_pct",
+               "utilization_memory_pct": "util_mem_pct", "temperature_c": "temperature_c",
+               "power_mw": "power_mw", "power_limit_mw": "power_limit_mw", "clock_sm_mhz": "clock_sm_mhz",
+               "clock_mem_mhz": "clock_mem_mhz"}
+
+
+def simulated_snapshot(name: str, readings: Iterable[tuple[str, float]]) -> NvmlSnapshot:
+    """The simulator's `--sim-gpu` readings as the snapshot NVML would give (SIMULATED)."""
+    values = {_SIM_FIELDS[k]: int(v) for k, v in readings if k in _SIM_FIELDS}
+    gpu = GpuSample(index=0, name=name or "simulated GPU", gpu_class=gpu_class(name or ""),
+                    engine_memory_source="process", simulated=True, **values)
+    return NvmlSnapshot("ok", (gpu,), message="SIMULATED GPU (qwentui simulator --sim-gpu)", simulated=True)
 
 
 class _DeviceGone(Exception):

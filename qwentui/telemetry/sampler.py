@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from qwentui.telemetry.host import Host, HostSample
 from qwentui.telemetry.metrics import EngineMetrics, scrape
 from qwentui.telemetry.na import NA, Maybe, plain
-from qwentui.telemetry.nvml import Nvml, NvmlSnapshot
+from qwentui.telemetry.nvml import Nvml, NvmlSnapshot, simulated_snapshot
 
 if TYPE_CHECKING:  # imported where used: not on the console's path to its first frame
     import httpx
@@ -154,18 +154,27 @@ class Sampler:
         """Take one snapshot now and append it to history. Never raises (except cancellation)."""
         last = self.latest
         if last is not None and self._quiet(last):
-            gpu = await asyncio.to_thread(self.nvml.sample, self._pids) if last.gpu.gpus else last.gpu
+            real = last.gpu.gpus and not last.gpu.simulated
+            gpu = await asyncio.to_thread(self.nvml.sample, self._pids) if real else last.gpu
             engine, host, rates = last.engine, last.host, last.rates
         else:
             (gpu, host), engine = await asyncio.gather(asyncio.to_thread(self._blocking_part),
                                                        self._engine_metrics())
             self._full_at = now = self._mono()
             rates = self._rates(engine, now)
+            gpu = self._simulated_gpu(gpu, engine)
         self._seq += 1
         snap = Snapshot(at=self._clock(), gpu=gpu, engine=engine, host=host, rates=rates,
                         simulated=self.simulated, seq=self._seq)
         self.history.append(snap)
         return snap
+
+    def _simulated_gpu(self, gpu: NvmlSnapshot, engine: EngineMetrics) -> NvmlSnapshot:
+        """The simulator's --sim-gpu card stands in only for a simulated engine on a box
+        where NVML sees no GPU: a real GPU's readings always win."""
+        if not self.simulated or gpu.available or not engine.available or not engine.sim_gpu:
+            return gpu
+        return simulated_snapshot(engine.sim_gpu_name, engine.sim_gpu)
 
     def hurry(self) -> None:
         """Scrape at the next tick even if the engine looked quiet (a request is on its way)."""

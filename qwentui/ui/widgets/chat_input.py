@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from textual import events
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import TextArea
@@ -16,9 +17,13 @@ class ChatInput(TextArea):
     ChatInput:disabled { border: round $warning 50%; }
     """
 
+    # Enter and Newline are handled in `_on_key`, in the order keys arrive. As priority
+    # bindings they ran on the app's queue *before* the characters typed just ahead of them
+    # in the same burst (paste, tmux send-keys, batched SSH) reached this widget, so a
+    # partial line or nothing was sent. These entries only label the footer and palette.
     BINDINGS = [
-        Binding("enter", "submit", "Send", id="send", priority=True),
-        Binding("shift+enter,ctrl+j", "newline", "Newline", id="newline", key_display="^j", priority=True),
+        Binding("enter", "submit", "Send", id="send"),
+        Binding("shift+enter,ctrl+j", "newline", "Newline", id="newline", key_display="^j"),
         Binding("up", "history_previous", "History", id="history-previous", key_display="↑↓"),
         Binding("down", "history_next", "History", id="history-next", show=False),
     ]
@@ -53,7 +58,26 @@ class ChatInput(TextArea):
     def _stop_blinking(self) -> None:
         self.cursor_blink = False
 
-    def on_key(self) -> None:
+    _KEY_ACTIONS = {"enter": "submit", "shift+enter": "newline", "ctrl+j": "newline"}
+
+    async def _on_key(self, event: events.Key) -> None:
+        """Enter / Shift+Enter act here, after every key queued before them (see BINDINGS).
+
+        Other keys fall through to TextArea's own `_on_key` (Textual walks the MRO and calls
+        one `_on_key`/`on_key` per class, so the blink restart lives here too).
+        """
+        self._keep_blinking()
+        action = self._KEY_ACTIONS.get(event.key)
+        if action is None:
+            return
+        event.stop()
+        event.prevent_default()  # TextArea's _on_key would insert a newline
+        if action == "submit":
+            self.action_submit()
+        elif not self.read_only:
+            self.action_newline()
+
+    def _keep_blinking(self) -> None:
         """Any key brings the blink back for another BLINK_FOR_S."""
         if self.cursor_blink:
             self._steady_timer.reset()

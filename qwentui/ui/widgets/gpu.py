@@ -198,6 +198,8 @@ class GpuCard(Vertical):
         self.set_class(lost, "-lost")
         title = Text(f"GPU {g.index} ", style="bold")
         title.append(g.name)
+        if g.simulated:
+            title.append("  SIMULATED", style="bold reverse yellow")
         if g.gpu_class != "other" and g.gpu_class not in g.name:
             title.append(f" · {g.gpu_class}", style="dim")
         if lost:

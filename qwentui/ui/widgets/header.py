@@ -22,6 +22,7 @@ _STATE_STYLE = {
     "stopped": ("○", "bold"),
     "crashed": ("✖", "bold red"),
     "external": ("◆", "bold cyan"),
+    "unhealthy": ("▲", "bold red"),  # ready, but SGLang marked itself UnHealthy
 }
 
 
@@ -100,6 +101,8 @@ class EngineHeader(Widget):
         highest rank is dropped first."""
         status = self.status
         state = state_name(status)
+        if state == "ready" and getattr(status, "unhealthy", False):
+            state = "unhealthy"
         symbol, style = _STATE_STYLE.get(state, ("?", "bold"))
         parts = [(1, "", Text(" qwentui ", style="bold reverse"))]
         if getattr(status, "simulated", False) or getattr(status, "kind", "") == "sim":
