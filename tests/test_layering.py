@@ -40,3 +40,17 @@ def test_headless_modules_do_not_import_textual_or_rich():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_the_console_imports_nothing_its_first_frame_does_not_need():
+    """First paint: httpx, prometheus_client, rich.markdown and the simulator's server stack
+    are imported on first use, not while the console builds its first frame."""
+    code = (
+        "import sys\n"
+        "import qwentui.cli, qwentui.commands.console, qwentui.engine, qwentui.runtime.core, qwentui.ui.app\n"
+        "late = ('httpx', 'prometheus_client', 'rich.markdown', 'markdown_it', 'starlette', 'uvicorn')\n"
+        "print(sorted(m for m in late if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -411,6 +411,8 @@ class Supervisor:
 
     async def _abort_all(self) -> None:
         """Finish every in-flight request now, so SGLang has nothing to drain after SIGTERM."""
+        import httpx
+
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         try:
             async with httpx.AsyncClient(base_url=self.base_url, headers=headers, trust_env=False) as client:
