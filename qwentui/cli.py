@@ -7,14 +7,14 @@ Heavy libraries (Textual, httpx, pynvml) are imported inside the subcommands so 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import os
 import sys
 from typing import Sequence
 
 from qwentui import __version__
-from qwentui.errors import QwentuiError, UsageError
+from qwentui.commands.flags import add_engine_flags, load_config  # noqa: F401 - re-exported
+from qwentui.errors import QwentuiError
 
 # Subcommand modules under qwentui.commands; each has register(subparsers).
 # A command is listed here only once it is built.
@@ -56,44 +56,6 @@ def build_parser() -> Parser:
     for name in COMMANDS:
         importlib.import_module(f"qwentui.commands.{name}").register(sub)
     return parser
-
-
-def add_engine_flags(parser: argparse.ArgumentParser, *, subcommand: bool = False, guard_only: bool = False) -> None:
-    """Flags that choose the engine; shared by the console and the headless commands.
-
-    `subcommand=True` (for `qwentui serve --demo` etc.) uses SUPPRESS defaults so a flag
-    given before the subcommand is not reset by the subparser's default. `guard_only`:
-    just what picks a guard (status, stop, snooze).
-    """
-    d = {"default": argparse.SUPPRESS} if subcommand else {}
-    group = parser.add_argument_group("engine")
-    group.add_argument("--demo", action="store_true", **d,
-                       help="use the built-in SGLang simulator (labelled SIMULATED); no GPU needed")
-    group.add_argument("--engine", choices=("sglang", "sim"), **d, help="engine kind (default from config: sglang)")
-    if guard_only:
-        return
-    group.add_argument("--attach", metavar="URL", **d, help="use an already running server at URL; never stop it")
-    group.add_argument("--port", type=int, metavar="N", **d, help="engine port (overrides engine.port)")
-
-
-def apply_cli_overrides(cfg, args: argparse.Namespace):
-    """CLI flags win over config file and environment."""
-    engine = cfg.engine
-    kind = "sim" if getattr(args, "demo", False) else getattr(args, "engine", None)
-    if kind:
-        engine = dataclasses.replace(engine, kind=kind)
-    port = getattr(args, "port", None)
-    if port is not None:
-        if not 1 <= port <= 65535:
-            raise UsageError(f"--port must be an integer 1-65535, got {port}")
-        engine = dataclasses.replace(engine, port=port)
-    return dataclasses.replace(cfg, engine=engine)
-
-
-def load_config(args: argparse.Namespace):
-    from qwentui import config
-
-    return apply_cli_overrides(config.load(args.config), args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

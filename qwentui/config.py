@@ -1,9 +1,13 @@
 """Typed configuration: one frozen dataclass per TOML table, strict loading.
 
 Sources, lowest priority first: defaults → TOML file → `QWENTUI_<SECTION>_<KEY>`
-environment variables → CLI flags (applied by the caller with `dataclasses.replace`).
-Unknown keys and wrong types are errors naming the file, the dotted key and, when it
-can be found, the line.
+environment variables → CLI flags (`Override`s passed to `load`). All three go through
+the same coercion and validation; an error names where the value came from: the file
+and line (`config.toml:12: idle.timeout`), the variable (`QWENTUI_IDLE_TIMEOUT`) or the
+flag (`--idle-timeout`). Numbers must be finite (no nan/inf).
+
+`idle.warn_before`, when nobody sets it, is the smaller of 2m and a third of
+`idle.timeout`; a value that is set and not shorter than the timeout is an error.
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import ipaddress
+import json
+import math
 import os
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from qwentui.errors import ConfigError
 
@@ -31,6 +37,9 @@ ENV_RESERVED = {"QWENTUI_CONFIG", "QWENTUI_DEBUG"}
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# Longer than any box runs; keeps deadlines and timers far from float/OS limits.
+MAX_DURATION = 100 * 365 * 86400.0
+WARN_BEFORE_MAX = 120.0  # warn_before when not set: min(2m, timeout / 3)
 
 
 def parse_duration(value: Any, key: str = "duration") -> float:
@@ -52,6 +61,8 @@ def parse_duration(value: Any, key: str = "duration") -> float:
             seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
     else:
         raise ConfigError(f"{key} must be a duration like '30m', got {value!r}")
+    if not math.isfinite(seconds) or seconds > MAX_DURATION:
+        raise ConfigError(f"{key} must be a finite duration (at most 100 years), got {value!r}")
     if seconds <= 0:
         raise ConfigError(f"{key} must be greater than zero, got {value!r}")
     return seconds
@@ -146,7 +157,9 @@ class CostConfig:
 class IdleConfig:
     enabled: bool = opt(True, "Watch for idleness and act on it.")
     timeout: float = duration("30m", "Act after this long without any activity.")
-    warn_before: float = duration("2m", "Warn (bell, countdown, snooze) this long before acting.")
+    warn_before: float = field(default=WARN_BEFORE_MAX, metadata={
+        "doc": "Warn (bell, countdown, snooze) this long before acting; not set = the smaller of 2m "
+               "and a third of idle.timeout.", "duration": True, "derived": True})
     action: str = opt("stop-engine", "'stop-engine' or 'poweroff' (stops the engine first).", choices=("stop-engine", "poweroff"))
     poweroff_command: list = opt(["systemctl", "poweroff"], "argv run to power off; $VARS are expanded.")
     dry_run: bool = opt(False, "Print the poweroff command instead of running it.")
@@ -237,6 +250,7 @@ class _Where:
     def __init__(self, origin: str, text: str | None = None) -> None:
         self.origin = origin
         self.lines = text.splitlines() if text else []
+        self.set_by: dict[tuple[str, str], str] = {}  # (section, key) → the override's origin
 
     def line_of(self, section: str, key: str | None) -> int | None:
         current = None
@@ -253,8 +267,10 @@ class _Where:
         return None
 
     def __call__(self, section: str, key: str | None = None) -> str:
+        if key is not None and (section, key) in self.set_by:
+            return self.set_by[(section, key)]
         line = self.line_of(section, key)
-        dotted = f"{section}.{key}" if key else section
+        dotted = f"{section}.{_toml_key(key)}" if key else section
         at = f"{self.origin}:{line}" if line else self.origin
         return f"{at}: {dotted}"
 
@@ -276,10 +292,25 @@ def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
         value, ok = float(value), True
     if not ok:
         raise ConfigError(f"{where} must be {_TYPE_NAMES[kind]}, got {value!r}")
+    odd = _odd_value(value)
+    if odd:
+        raise ConfigError(f"{where} must be {odd}, got {value!r}")
     choices = f.metadata.get("choices")
     if choices and value not in choices:
         raise ConfigError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def _odd_value(value: Any) -> str | None:
+    """Why a value is no setting's: nan/inf or a date anywhere in it (also inside lists and tables)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "a finite number (no nan or inf)"
+    if isinstance(value, (list, dict)):
+        items = value.values() if isinstance(value, dict) else value
+        return next((odd for odd in map(_odd_value, items) if odd), None)
+    if not isinstance(value, (str, int, float, bool)):
+        return "made of strings, numbers and true/false (no dates or times)"
+    return None
 
 
 def gpus_setting(value: Any, where: str = "engine.gpus") -> Any:
@@ -316,8 +347,10 @@ def _validate(cfg: Config, where: _Where) -> None:
     if not i.poweroff_command or not all(isinstance(a, str) and a for a in i.poweroff_command):
         raise ConfigError(f"{where('idle', 'poweroff_command')} must be a non-empty list of strings")
     if i.warn_before >= i.timeout:
+        by = where.set_by.get(("idle", "timeout"))
         raise ConfigError(f"{where('idle', 'warn_before')} ({format_duration(i.warn_before)}) must be "
-                          f"shorter than idle.timeout ({format_duration(i.timeout)})")
+                          f"shorter than idle.timeout ({format_duration(i.timeout)}"
+                          f"{f', from {by}' if by else ''})")
     for key in ("price_per_hour", "budget_session", "budget_month"):
         if getattr(c, key) < 0:
             raise ConfigError(f"{where('cost', key)} must not be negative, got {getattr(c, key)!r}")
@@ -336,7 +369,9 @@ def _validate_fleet(f: FleetConfig, where: _Where) -> None:
         if not 1 <= getattr(f, key) <= 65535:
             raise ConfigError(f"{where('fleet', key)} must be an integer 1-65535, got {getattr(f, key)!r}")
     if f.port == f.metrics_port:
-        raise ConfigError(f"{where('fleet', 'metrics_port')} must differ from fleet.port ({f.port})")
+        by = where.set_by.get(("fleet", "port"))
+        raise ConfigError(f"{where('fleet', 'metrics_port')} must differ from fleet.port "
+                          f"({f.port}{f', from {by}' if by else ''})")
     if not _is_host(f.host):
         raise ConfigError(f"{where('fleet', 'host')} must be an IP address or 'localhost', got {f.host!r}")
     if not all(isinstance(w, str) and w.strip() for w in f.workers):
@@ -360,14 +395,43 @@ def is_loopback(host: str) -> bool:
     return host == "localhost" or (_is_host(host) and ipaddress.ip_address(host).is_loopback)
 
 
-def from_mapping(data: Mapping[str, Any], origin: str = "<config>", text: str | None = None) -> Config:
+@dataclass(frozen=True)
+class Override:
+    """One setting from outside the file: an environment variable or a CLI flag."""
+
+    section: str
+    key: str
+    value: Any  # as typed (text) when `text`, else already the stored type (a switch's True)
+    origin: str  # names it in errors: "--idle-timeout", "QWENTUI_IDLE_TIMEOUT"
+    text: bool = True
+
+
+def field_of(section: str, key: str) -> dataclasses.Field:
+    return next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == key)
+
+
+def from_mapping(data: Mapping[str, Any], origin: str = "<config>", text: str | None = None,
+                 overrides: Sequence[Override] = ()) -> Config:
+    """The file's tables, then `overrides` in order; coerced, defaulted and validated."""
     where = _Where(origin, text)
     cfg = Config(source=origin)
+    explicit: set[tuple[str, str]] = set()
     for section, table in data.items():
         if section not in SECTIONS:
             raise ConfigError(f"{where(section)} is not a known section{_suggest(section, list(SECTIONS))}")
         current = getattr(cfg, section)
         cfg = dataclasses.replace(cfg, **{section: _build_section(SECTIONS[section], table, where, section, current)})
+        explicit |= {(section, key) for key in table}
+    for o in overrides:
+        f = field_of(o.section, o.key)
+        value = _coerce(_text_value(o.value, f) if o.text else o.value, f, o.origin)
+        current = getattr(cfg, o.section)
+        cfg = dataclasses.replace(cfg, **{o.section: dataclasses.replace(current, **{o.key: value})})
+        where.set_by[(o.section, o.key)] = o.origin
+        explicit.add((o.section, o.key))
+    if ("idle", "warn_before") not in explicit:
+        warn = min(WARN_BEFORE_MAX, cfg.idle.timeout / 3)
+        cfg = dataclasses.replace(cfg, idle=dataclasses.replace(cfg.idle, warn_before=warn))
     _validate(cfg, where)
     _check_no_nul(cfg, where)
     return cfg
@@ -390,17 +454,20 @@ def _check_no_nul(cfg: Config, where: _Where) -> None:
                 raise ConfigError(f"{where(section, f.name)} must not contain a NUL character (\\u0000)")
 
 
-def _env_value(raw: str) -> Any:
-    """Parse an env var as a TOML value when it is one ('8080', 'true', '["a"]'), else a string."""
+def _text_value(raw: Any, f: dataclasses.Field) -> Any:
+    """Typed text (env var, flag): a TOML value when it is one ('8080', 'true', '["a"]'),
+    else the text itself; string fields take the text as it is."""
+    if not isinstance(raw, str) or (f.type in ("str", str) and not f.metadata.get("duration")):
+        return raw
     try:
         return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         return raw
 
 
-def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """`QWENTUI_ENGINE_PORT=30001` → {"engine": {"port": 30001}}; unknown keys are errors."""
-    out: dict[str, dict[str, Any]] = {}
+def env_overrides(environ: Mapping[str, str]) -> list[Override]:
+    """`QWENTUI_ENGINE_PORT=30001` → Override("engine", "port", "30001", ...); unknown names are errors."""
+    out: list[Override] = []
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or name in ENV_RESERVED:
             continue
@@ -413,9 +480,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         if key not in names:
             raise ConfigError(f"environment: {name} is not a known setting"
                               f"{_suggest(key, names)}")
-        f = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == key)
-        value = _env_value(raw) if f.type not in ("str", str) or f.metadata.get("duration") else raw
-        out.setdefault(section, {})[key] = _coerce(value, f, f"environment: {name}")
+        out.append(Override(section, key, raw, f"environment: {name}"))
     return out
 
 
@@ -435,17 +500,10 @@ def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
         raise ConfigError(f"{path}{pos}: TOML syntax error: {reason}") from None
 
 
-def _merge(base: dict[str, Any], extra: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
-    for section, values in extra.items():
-        target = merged.setdefault(section, {})
-        if isinstance(target, dict):
-            target.update(values)
-    return merged
-
-
-def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Load the effective config. `path` given and missing is an error; the default path may be absent."""
+def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None,
+         flags: Sequence[Override] = ()) -> Config:
+    """Load the effective config: file, then environment, then `flags`.
+    `path` given and missing is an error; the default path may be absent."""
     from qwentui import paths
 
     environ = os.environ if environ is None else environ
@@ -455,9 +513,8 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
     text = None
     if explicit or file.exists():
         data, text = _read_toml(file)
-    overrides = env_overrides(environ)
     origin = str(file) if text is not None else "defaults"
-    return from_mapping(_merge(data, overrides), origin=origin, text=text)
+    return from_mapping(data, origin=origin, text=text, overrides=[*env_overrides(environ), *flags])
 
 
 def mask_secret(value: str) -> str:
@@ -476,8 +533,8 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, str):  # JSON's escapes are TOML's; DEL must be escaped in TOML too
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -503,9 +560,12 @@ def to_toml(cfg: Config, *, mask: bool = True, comments: bool = False) -> str:
                 value = mask_secret(value)
             elif mask and f.metadata.get("secret_url"):
                 value = mask_url(value)
+            line = f"{f.name} = {_toml_value(value)}"
             if comments:
                 out.append(f"# {f.metadata['doc']}")
-            out.append(f"{f.name} = {_toml_value(value)}")
+                if f.metadata.get("derived"):  # left unset so the rule follows idle.timeout
+                    line = f"# {line}"
+            out.append(line)
         out.append("")
     return "\n".join(out)
 
@@ -513,5 +573,9 @@ def to_toml(cfg: Config, *, mask: bool = True, comments: bool = False) -> str:
 def default_file_text() -> str:
     """The commented file `qwentui config init` writes; it loads back to the defaults."""
     head = ("# qwentui configuration. Every key is shown with its default.\n"
-            "# Durations: '90s', '30m', '1h', '1h30m'. Environment overrides: QWENTUI_<SECTION>_<KEY>.\n\n")
+            "# Durations: '90s', '30m', '1h', '1h30m'. Numbers must be finite (no nan/inf).\n"
+            "# Overrides, highest first: command-line flags, then QWENTUI_<SECTION>_<KEY> environment\n"
+            "# variables, then this file.\n"
+            "# idle.warn_before: when not set, the smaller of 2m and a third of idle.timeout;\n"
+            "# a value that is set must be shorter than idle.timeout.\n\n")
     return head + to_toml(Config(), mask=False, comments=True)

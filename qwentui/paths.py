@@ -56,11 +56,17 @@ def ensure_dir(path: Path) -> Path:
 def write_private(path: Path, text: str) -> None:
     """Write a state file readable by its owner only (0600), atomically."""
     ensure_dir(path.parent)
+    write_atomic(path, text.encode("utf-8"), mode=0o600)
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o666) -> None:
+    """Replace `path` with `data` in one step (a crash leaves the old or the new file, never
+    half of one). `mode` is filtered by the umask, as for any new file."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -11,6 +11,7 @@ import pytest
 from qwentui.cli import main
 from tests.conftest import free_port
 from tests.simproc import running_sim
+from tests.waits import poll_until
 
 FAST = '"--sim-cold-start" = "0.2s", "--sim-tokens-per-s" = 2000'
 
@@ -55,6 +56,8 @@ def port_is_free(port: int) -> bool:
     ('{"id": 1, "prompt": "a"}\n{"id": 1, "prompt": "b"}\n', ["in.jsonl", "-o", "out.jsonl"], "duplicate id 1"),
     ('{"prompt": "a"}\n', ["in.jsonl", "-o", "no/such/dir/out.jsonl"], "cannot write"),
     ('{"prompt": "a"}\n', ["in.jsonl", "-o", "out.jsonl", "--concurrency", "0"], "--concurrency must be 1-1024"),
+    ('{"prompt": "a"}\n', ["in.jsonl", "-o", "out.jsonl", "--timeout", "inf"], "--timeout must be a finite"),
+    ('{"prompt": "a"}\n', ["in.jsonl", "-o", "out.jsonl", "--timeout", "nan"], "--timeout must be a finite"),
     ('{"prompt": "a"}\n', ["in.jsonl", "-o", "out.jsonl", "--max-tokens", "-5"], "--max-tokens must be greater"),
     ('{"prompt": "a"}\n', ["in.jsonl", "-o", "out.jsonl", "--resume", "--overwrite"], "contradict"),
 ])
@@ -217,7 +220,6 @@ def test_ctrl_c_stops_cleanly_and_resume_completes(tmp_path, capsys):
     import os
     import signal
     import subprocess
-    import time
 
     port = free_port()
     slow = config(tmp_path, port, '"--sim-cold-start" = "0.2s", "--sim-tokens-per-s" = 50')
@@ -226,9 +228,7 @@ def test_ctrl_c_stops_cleanly_and_resume_completes(tmp_path, capsys):
     proc = subprocess.Popen([sys.executable, "-m", "qwentui", "--config", slow, "batch", src, "-o", str(out),
                              "--concurrency", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 3):
-        time.sleep(0.05)
+    poll_until(lambda: out.exists() and out.read_text().count("\n") >= 3, 30)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr

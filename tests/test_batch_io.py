@@ -191,3 +191,20 @@ def test_resume_without_out_starts_fresh(tmp_path):
     w = OutputWriter(tmp_path / "out.jsonl", resume=True)
     assert w.done == set()
     w.close()
+
+
+def test_atomic_write_keeps_the_old_file_when_it_fails(tmp_path, monkeypatch):
+    """One atomic write for state files and batch OUT rewrites (paths.write_atomic)."""
+    import os
+
+    from qwentui import paths
+
+    target = tmp_path / "out.jsonl"
+    paths.write_atomic(target, b"old\n")
+    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    with pytest.raises(OSError):
+        paths.write_atomic(target, b"new\n")
+    assert target.read_bytes() == b"old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+    monkeypatch.undo()
+    paths.write_private(tmp_path / "state" / "key", "secret")
+    assert (tmp_path / "state" / "key").stat().st_mode & 0o777 == 0o600

@@ -279,3 +279,76 @@ async def test_sender_rejects_garbage():
     with pytest.raises(chat.StreamError, match="unexpected answer"):
         await s.send([{"role": "user", "content": "hi"}], thinking=True, max_tokens=None, params={})
     await s.aclose()
+
+
+# ------------------------------------------------------------------ one way to talk to the engine
+
+
+async def test_sender_and_chat_client_build_one_body():
+    from qwentui.chat.client import ChatClient
+
+    client = ChatClient("http://127.0.0.1:9", model="qwen")
+    params = {"temperature": 0.1, "seed": 7, "stop": ["x"]}
+    messages = [{"role": "user", "content": "hi"}]
+    ours = sender_with(lambda r: httpx.Response(500)).body(messages, thinking=False, max_tokens=9, params=params)
+    assert ours == client.request_body(messages, thinking=False, max_tokens=9, stream=False, **params)
+    await client.aclose()
+
+
+@pytest.mark.parametrize("message, want", [
+    ({"content": "<think>hm</think>\n\nhi"}, ("\n\nhi", "hm")),  # server without --reasoning-parser
+    ({"content": "  <think>a</think>b"}, ("b", "a")),
+    ({"content": "say <think> later"}, ("say <think> later", "")),
+    ({"content": "<think>cut short"}, ("", "cut short")),
+    ({"content": "x", "reasoning_content": "r"}, ("x", "r")),
+    ({"content": None, "reasoning_content": None}, ("", "")),
+])
+async def test_sender_reads_an_answer_like_the_stream(message, want):
+    from qwentui.chat.client import parse_sse_bytes
+
+    body = {"choices": [{"message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}}
+    s = sender_with(lambda r: httpx.Response(200, json=body))
+    result = await s.send([{"role": "user", "content": "q"}], thinking=True, max_tokens=None, params={})
+    await s.aclose()
+    assert (result.content, result.reasoning, result.finish_reason) == (*want, "stop")
+    assert result.usage.to_dict() == {"prompt_tokens": 2, "completion_tokens": 3, "reasoning_tokens": 0,
+                                      "total_tokens": 5}
+    chunk = {"choices": [{"delta": message, "finish_reason": "stop"}]}
+    streamed = parse_sse_bytes([f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()])
+    assert "".join(e.text for e in streamed if isinstance(e, chat.ContentDelta)) == want[0]
+
+
+async def test_sender_maps_errors_like_the_chat_client():
+    from qwentui.chat.client import ChatClient
+
+    def refuse(request):
+        raise httpx.ConnectError("refused")
+
+    client = ChatClient("http://127.0.0.1:9", model="qwen", transport=httpx.MockTransport(refuse))
+    with pytest.raises(chat.ConnectError) as streamed:
+        await client.chat([{"role": "user", "content": "hi"}])
+    s = sender_with(refuse)
+    with pytest.raises(chat.ConnectError) as batched:
+        await s.send([{"role": "user", "content": "hi"}], thinking=True, max_tokens=None, params={})
+    await s.aclose()
+    await client.aclose()
+    assert batched.value.message == streamed.value.message
+
+
+def test_usage_dict_round_trips_and_none_is_zeros():
+    usage = chat.Usage(prompt_tokens=4, completion_tokens=6, reasoning_tokens=2, total_tokens=10)
+    assert chat.Usage.from_json(usage.to_dict()) == usage
+    assert chat.Usage().to_dict() == {"prompt_tokens": 0, "completion_tokens": 0, "reasoning_tokens": 0,
+                                      "total_tokens": 0}
+
+
+def test_collector_gathers_text_usage_finish_and_a_cache_hit():
+    ticks = iter(range(10))
+    collector = chat.Collector(lambda: float(next(ticks)))
+    for event in (chat.CacheHit(3), chat.ReasoningDelta("a"), chat.ReasoningDelta("b"), chat.ContentDelta("c"),
+                  chat.Usage(completion_tokens=3), chat.Finished("stop")):
+        collector.add(event)
+    result = collector.result()
+    assert (result.content, result.reasoning, result.finish_reason, result.cached) == ("c", "ab", "stop", True)
+    assert result.usage.completion_tokens == 3 and result.ttft_s == 1.0 and result.latency_s == 2.0

@@ -13,6 +13,7 @@ import pytest
 from qwentui.cache import CachedAnswer, NullCache, RedisCache, open_cache
 from qwentui.config import CacheConfig
 from tests.conftest import free_port
+from tests.waits import poll_until
 
 REDIS = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server not installed")
@@ -31,14 +32,14 @@ def answer(content: str = "hi") -> CachedAnswer:
                         finish_reason="stop", latency_s=0.5)
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
+    if not poll_until(lambda: _listening(port), timeout):
+        raise RuntimeError("redis-server did not start")
 
 
 @pytest.fixture

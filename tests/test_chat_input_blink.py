@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.app import App, ComposeResult
 
 from qwentui.ui.widgets.chat_input import ChatInput
-from tests.test_ui_chat import wait_until
+from tests.waits import wait_until
 
 
 class QuickInput(ChatInput):

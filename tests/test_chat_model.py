@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -129,3 +131,13 @@ def test_segments_preserve_the_text_and_keep_fences_balanced(pieces, min_size, e
             return t.replace("```py", "").replace("```", "").replace("\n", "")
 
         assert words(rebuilt + rest) == words(text)
+
+
+@pytest.mark.parametrize("turn, reached", [
+    (Turn("assistant", "hi"), True),
+    (Turn("assistant", "hi", cached=True), False),  # the prompt cache answered
+    (Turn("assistant", "", status=FAILED, error="cannot connect"), False),
+    (Turn("assistant", "", reasoning="hm", status=FAILED, error="stream broke"), True),
+])
+def test_reached_engine_is_decided_by_the_turn(turn, reached):
+    assert turn.reached_engine is reached

@@ -10,7 +10,7 @@ from qwentui.cost.billing import Billing
 from qwentui.cost.ledger import Ledger
 from qwentui.engine.status import EngineState
 from qwentui.ui.widgets.messages import AssistantMessage
-from tests.test_ui_chat import wait_until
+from tests.waits import wait_until
 from tests.test_ui_wiring import _chat, _demo
 
 T0 = 1_750_000_000.0

@@ -24,9 +24,15 @@ class FakeNvml:
         self.devices = devices
         self.fail_init = fail_init
 
+    class NVMLError(Exception):
+        pass
+
+    class NVMLError_LibraryNotFound(NVMLError):  # noqa: N801 - pynvml's name
+        pass
+
     def nvmlInit(self):
         if self.fail_init:
-            raise RuntimeError("NVML Shared Library Not Found")
+            raise self.NVMLError_LibraryNotFound("NVML Shared Library Not Found")
 
     def nvmlShutdown(self):
         pass

@@ -17,6 +17,7 @@ from qwentui.config import Config
 from qwentui.engine import EngineFailed, EngineState, Supervisor, phases, procs
 from qwentui.errors import UsageError
 from qwentui.sim.launch import DRAIN_POLL_S
+from tests.waits import wait_until
 
 FAST = {"--sim-cold-start": "0.2s", "--sim-tokens-per-s": 2000}
 
@@ -31,13 +32,6 @@ def sim_cfg(port: int, overrides: dict | None = None, **engine) -> Config:
 def gone(pids: list[int]) -> list[int]:
     """PIDs from `pids` still alive (zombies count as gone: nobody runs in them)."""
     return [p.pid for p in procs.alive(psutil.Process(pid) for pid in pids if psutil.pid_exists(pid))]
-
-
-async def wait_until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_start_phases_ready_stop_leaves_nothing(port):
@@ -105,7 +99,7 @@ async def test_crash_mid_run_is_detected_with_log_tail(port):
     assert st.state is EngineState.CRASHED and st.stop_reason == "crash"
     assert "after it was ready" in st.error and st.exit_code != 0
     assert st.hint and any("Scheduler hit an exception" in line for line in st.log_tail)
-    await wait_until(lambda: not gone(pids))
+    await wait_until(None, lambda: not gone(pids))
     assert procs.port_free("127.0.0.1", port)
     await sup.stop()  # harmless after a crash
     assert sup.status.state is EngineState.CRASHED
@@ -133,7 +127,7 @@ async def test_startup_timeout_stops_the_engine(port):
 async def test_stop_during_start_up(port):
     sup = Supervisor(sim_cfg(port, {"--sim-cold-start": "5s"}))
     starting = asyncio.create_task(sup.start())
-    await wait_until(lambda: sup.status.phase == phases.LOADING, 10)
+    await wait_until(None, lambda: sup.status.phase == phases.LOADING, 10)
     pids = sup.pids()
     await sup.stop("signal")
     with pytest.raises(EngineFailed, match="stopped before it was ready"):
@@ -154,7 +148,7 @@ async def test_exception_in_qwentui_stops_the_engine(port):
 async def test_cancelled_start_stops_the_engine(port):
     sup = Supervisor(sim_cfg(port, {"--sim-cold-start": "5s"}))
     starting = asyncio.create_task(sup.start())
-    await wait_until(lambda: sup.status.phase == phases.LOADING, 10)
+    await wait_until(None, lambda: sup.status.phase == phases.LOADING, 10)
     pids = sup.pids()
     starting.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -282,8 +276,8 @@ async def test_keep_engine_detach_leaves_it_running_with_a_masked_log(port):
         assert psutil.pid_exists(pid) and not procs.port_free("127.0.0.1", port)
     finally:
         os.killpg(pid, 15)
-    await wait_until(lambda: not gone(pids), 10)
-    await wait_until(lambda: "relay: engine closed its output" in sup.log_path.read_text(), 5)
+    await wait_until(None, lambda: not gone(pids), 10)
+    await wait_until(None, lambda: "relay: engine closed its output" in sup.log_path.read_text(), 5)
     text = sup.log_path.read_text()
     assert "SIGTERM received" in text and key not in text
 
@@ -345,7 +339,7 @@ async def test_crashed_engine_leftovers_are_removed_too(port):
     sup = Supervisor(sim_cfg(port, {"--sim-crash-after": "1s"}))
     await sup.start()
     run_dir = sup._run_dir.path
-    await wait_until(lambda: sup.status.state is EngineState.CRASHED, 15)
+    await wait_until(None, lambda: sup.status.state is EngineState.CRASHED, 15)
     assert not run_dir.exists()
     assert any("removed 7 leftover file(s)" in line for line in sup.log_lines())  # + metrics dir (SIGKILL)
 
@@ -417,7 +411,7 @@ async def test_a_second_instance_does_not_adopt_the_first_ones_engine(port):
 async def test_unhealthy_engine_is_reported_and_stops_without_a_drain(port):
     sup = Supervisor(sim_cfg(port, {"--sim-unhealthy-after": "0.5s"}), liveness_interval=0.3)
     await sup.start()
-    await wait_until(lambda: sup.status.unhealthy, 10)
+    await wait_until(None, lambda: sup.status.unhealthy, 10)
     st = sup.status
     assert st.state is EngineState.READY and not st.responsive and "UnHealthy" in st.error and "F5" in st.hint
     await asyncio.sleep(0.7)

@@ -4,7 +4,6 @@ heartbeats early, so a kill -9 in the first 30 s is not recorded as 0 minutes.""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import signal
@@ -40,7 +39,7 @@ async def serve_briefly(cfg) -> int:
     from qwentui.runtime.serve import ServeSession
 
     session = ServeSession(cfg, out=open(os.devnull, "w"), tick=0.2)
-    install(session, argparse.Namespace())
+    install(session)
     running = asyncio.ensure_future(session.run())
     for _ in range(200):
         if session.sup.status.state.value == "ready":

@@ -140,6 +140,22 @@ async def test_dry_run_prints_instead_of_running(events, tmp_path):
     assert not (tmp_path / "marker").exists()
 
 
+async def test_confirmation_can_cancel(events, tmp_path):
+    seen = []
+
+    async def confirm(argv) -> bool:
+        seen.append(list(argv))
+        return False
+
+    runner = ActionRunner(FakeSupervisor(events), action="poweroff", poweroff_command=marker_command(tmp_path),
+                          confirm=confirm)
+    result = await runner.run("idle")
+    assert result.ok and result.cancelled and not result.ran and result.engine_stopped
+    assert result.message == "poweroff cancelled; engine stopped"
+    assert seen == [marker_command(tmp_path)]
+    assert not (tmp_path / "marker").exists()
+
+
 async def test_engine_stop_failure_is_reported(events):
     runner = ActionRunner(FakeSupervisor(events, fail="engine did not exit"))
     result = await runner.run("idle")
@@ -205,3 +221,45 @@ def test_idle_modules_do_not_import_the_ui():
             "bad = [m for m in sys.modules if m.startswith(('textual', 'qwentui.ui', 'httpx'))]; "
             "sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+# -- watchdog and runner together (the loop Runtime.step runs each tick) ------------------
+
+
+async def _watch(wd, runner, sample, on_status, sleep):
+    while True:
+        wd.observe_metrics(await sample())
+        status = wd.tick()
+        on_status(status)
+        if status.action_due:
+            result = await runner.run(status.reason_action)
+            wd.action_done()
+            on_status(wd.tick())
+            return result
+        await sleep(1.0)
+
+
+async def test_watchdog_and_runner_act_once_when_idle_with_a_fake_clock(events):
+    from qwentui.idle.watchdog import IdleState, MetricsSample, Watchdog
+
+    now = [0.0]
+    wd = Watchdog(10, 3, clock=lambda: now[0])
+    samples = iter([MetricsSample(running=0, requests_total=0)] * 3 + [MetricsSample(running=0, requests_total=1)]
+                   + [MetricsSample(running=0, requests_total=1)] * 100)
+
+    async def sample():
+        return next(samples)
+
+    async def fake_sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    seen = []
+    runner = ActionRunner(FakeSupervisor(events))
+    result = await _watch(wd, runner, sample, seen.append, fake_sleep)
+    assert result.ok and events == ["stop:idle"]
+    # the external request seen at t=3 restarted the 10 s timer: it acts at t=13
+    assert now[0] == 13.0
+    states = [s.state for s in seen]
+    assert states[-2:] == [IdleState.ACTING, IdleState.DONE]
+    assert sum(s.warning_started for s in seen) == 1 and sum(s.action_due for s in seen) == 1
+    assert [s.seconds_left for s in seen if s.state is IdleState.WARNING] == [3.0, 2.0, 1.0]

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 
 import pytest
 
-from qwentui.config import Config, CostConfig, IdleConfig
+from qwentui.config import Config, CostConfig
 from qwentui.cost.ledger import Ledger
 from qwentui.errors import ConfigError
 from qwentui.idle.watchdog import IdleState, MetricsSample
-from qwentui.runtime.headless import ServeWatch, idle_settings
+from qwentui.runtime.headless import ServeWatch
 
 
 class FakeSupervisor:
@@ -150,12 +149,20 @@ async def test_idle_disabled_in_config_says_so():
     assert watch.watchdog.tick().state is IdleState.DISABLED
 
 
-def test_idle_settings_from_flags():
-    args = argparse.Namespace(idle_timeout="3s", idle_action="poweroff", dry_run=True)
-    idle = idle_settings(dataclasses.replace(Config(), idle=IdleConfig(enabled=False)), args)
+def _serve_config(tmp_path, *argv):
+    from qwentui.cli import build_parser
+    from qwentui.commands.flags import load_config
+
+    file = tmp_path / "config.toml"
+    file.write_text("[idle]\nenabled = false\n")
+    return load_config(build_parser().parse_args(["--config", str(file), "serve", *argv]))
+
+
+def test_idle_settings_from_flags(tmp_path):
+    idle = _serve_config(tmp_path, "--idle-timeout", "3s", "--idle-action", "poweroff", "--dry-run").idle
     assert (idle.timeout, idle.warn_before, idle.action, idle.dry_run, idle.enabled) == (3.0, 1.0, "poweroff",
                                                                                          True, True)
-    keep = idle_settings(Config(), argparse.Namespace(idle_timeout="1h", idle_action=None, dry_run=False))
+    keep = _serve_config(tmp_path, "--idle-timeout", "1h").idle
     assert (keep.timeout, keep.warn_before, keep.action) == (3600.0, 120.0, "stop-engine")
     with pytest.raises(ConfigError, match="--idle-timeout must be greater than zero"):
-        idle_settings(Config(), argparse.Namespace(idle_timeout="0s", idle_action=None, dry_run=False))
+        _serve_config(tmp_path, "--idle-timeout", "0s")

@@ -37,6 +37,23 @@ def test_headless_modules_do_not_import_textual_or_rich():
         "bad = [m for m in new if m in ('textual', 'rich') or m.startswith(('textual.', 'rich.', 'qwentui.ui'))]\n"
         "print(sorted(bad))\n"
     )
+    assert _printed(code) == "[]"
+
+
+def test_the_console_imports_nothing_its_first_frame_does_not_need():
+    """First paint: httpx, prometheus_client, rich.markdown and the simulator's server stack
+    are imported on first use, not while the console builds its first frame."""
+    code = (
+        "import sys\n"
+        "import qwentui.cli, qwentui.commands.console, qwentui.engine, qwentui.runtime.core, qwentui.ui.app\n"
+        "late = ('httpx', 'prometheus_client', 'rich.markdown', 'markdown_it', 'starlette', 'uvicorn')\n"
+        "print(sorted(m for m in late if m in sys.modules))\n"
+    )
+    assert _printed(code) == "[]"
+
+
+def _printed(code: str) -> str:
+    """What `code` prints in a fresh interpreter (so sys.modules starts empty)."""
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
+    return proc.stdout.strip()

@@ -267,3 +267,24 @@ def test_simulated_sessions_have_their_own_ledger(capsys):
     assert json.loads(capsys.readouterr().out)["sessions"] == []
     assert main(["--demo", "report", "--format", "json"]) == 0
     assert [s["engine_kind"] for s in json.loads(capsys.readouterr().out)["sessions"]] == ["sim"]
+
+
+@pytest.mark.parametrize("column, value", [("price_per_hour", "Infinity"), ("cost", "NaN"), ("price_per_hour", "abc")])
+def test_report_skips_an_unreadable_row_and_names_it(april, shanghai, capsys, column, value):
+    conn = sqlite3.connect(april)
+    conn.execute(f"UPDATE sessions SET {column} = ? WHERE id = 2", (value,))
+    conn.commit()
+    conn.close()
+    assert cli.main(["report", "--month", "2025-04", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert [s["id"] for s in json.loads(captured.out)["sessions"]] == [3, 1]
+    assert captured.err.splitlines() == [
+        f"qwentui: warning: skipped a ledger row that cannot be read: session 2: {column} {value!r} "
+        "is not a finite number"]
+
+
+def test_non_finite_price_is_refused_before_it_reaches_the_ledger(monkeypatch, capsys):
+    monkeypatch.setenv("QWENTUI_COST_PRICE_PER_HOUR", "inf")
+    line = _one_error_line(capsys, ["report"])
+    assert "QWENTUI_COST_PRICE_PER_HOUR must be a finite number" in line
+    assert not default_path().exists()

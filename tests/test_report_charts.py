@@ -15,7 +15,8 @@ from qwentui.cost import charts
 from qwentui.cost.ledger import SessionRow
 from qwentui.ui.app import make_app
 from qwentui.ui.screens.report import ReportScreen
-from tests.test_ui_chat import READY, wait_until
+from tests.test_ui_chat import READY
+from tests.waits import wait_until
 from tests.test_ui_ux import fixed_report
 
 START = 1_767_225_600.0  # 2026-01-01 00:00 UTC

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from qwentui.cache import open_cache
-from qwentui.chat.client import ContentDelta, Finished, ReasoningDelta, Usage
+from qwentui.chat.client import CacheHit, ContentDelta, Finished, ReasoningDelta, Usage
 from qwentui.config import CacheConfig, Config, CostConfig, IdleConfig
 from qwentui.cost import ledger as ledger_mod
 from qwentui.cost.ledger import Ledger, LedgerError
@@ -288,12 +288,12 @@ async def test_caching_client_answers_an_exact_repeat_from_the_cache():
     client = CachingClient(inner, cache, on_hit=hits.append)
     messages = [{"role": "user", "content": "hello"}]
     first = [e async for e in client.stream_chat(messages, thinking=True, max_tokens=64)]
-    assert not client.last_hit and inner.calls == 1
+    assert inner.calls == 1 and not any(isinstance(e, CacheHit) for e in first)
     again = [e async for e in client.stream_chat(messages, thinking=True, max_tokens=64)]
-    assert client.last_hit and inner.calls == 1 and hits == [5]
-    assert again == first
-    [e async for e in client.stream_chat(messages, thinking=False, max_tokens=64)]
-    assert inner.calls == 2 and not client.last_hit  # another mode is another key
+    assert inner.calls == 1 and hits == [5]
+    assert again == [CacheHit(5), *first]  # the hit is an event in the stream, then the same answer
+    other = [e async for e in client.stream_chat(messages, thinking=False, max_tokens=64)]
+    assert inner.calls == 2 and not any(isinstance(e, CacheHit) for e in other)  # another mode, another key
     await cache.aclose()
 
 

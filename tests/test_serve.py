@@ -84,7 +84,7 @@ def one_error_line(capsys) -> str:
 @pytest.mark.parametrize("argv,env,msg", [
     (["serve", "--demo", "--port", "0"], {}, "--port must be an integer 1-65535"),
     (["serve", "--demo", "--port", "65536"], {}, "--port must be an integer 1-65535"),
-    (["serve", "--demo"], {"QWENTUI_ENGINE_HOST": "not-an-address"}, "engine.host must be an IP address"),
+    (["serve", "--demo"], {"QWENTUI_ENGINE_HOST": "not-an-address"}, "environment: QWENTUI_ENGINE_HOST must be an IP address"),
     (["serve", "--demo", "--preset", "nope"], {}, "unknown preset 'nope'"),
     (["serve", "--demo"], {"QWENTUI_ENGINE_EXTRA_ARGS": '["--port", "1"]'}, "--port conflicts with --port"),
     (["serve", "--demo"], {"QWENTUI_ENGINE_EXTRA_ARGS": '["--host=0.0.0.0"]'}, "--host conflicts"),

@@ -14,6 +14,7 @@ import pytest
 
 from qwentui.engine import procs
 from qwentui.sim.launch import DRAIN_POLL_S
+from tests.waits import poll_until
 
 FAST_ENV = {"QWENTUI_ENGINE_OVERRIDES": '{ "--sim-cold-start" = "0.2s", "--sim-tokens-per-s" = 2000 }'}
 
@@ -58,19 +59,11 @@ def alive(pids: list[int]) -> list[int]:
 
 def port_released(port: int, timeout: float) -> bool:
     """The kernel frees a killed process's listening socket a moment after the process is gone."""
-    deadline = time.monotonic() + timeout
-    while not procs.port_free("127.0.0.1", port):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    return poll_until(lambda: procs.port_free("127.0.0.1", port), timeout)
 
 
 def wait_gone(pids: list[int], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while alive(pids):
-        assert time.monotonic() < deadline, f"still alive: {alive(pids)}"
-        time.sleep(0.05)
+    assert poll_until(lambda: not alive(pids), timeout), f"still alive: {alive(pids)}"
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.simproc import running_sim
+from tests.waits import poll_until
 
 PROMPT = [{"role": "user", "content": "Explain KV cache in one line"}]
 
@@ -158,14 +159,9 @@ def test_client_disconnect_mid_stream_frees_the_slot(busy_sim):
         lines = r.iter_lines()
         assert next(lines).startswith("data: ")
         # gauges are published lazily (prefill report: the batch before it; then every 40 steps)
-        deadline = time.monotonic() + 3
-        while not metric(httpx.get(url + "/metrics").text, "sglang:num_running_reqs"):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        assert poll_until(lambda: metric(httpx.get(url + "/metrics").text, "sglang:num_running_reqs"), 3)
     gone_at = time.monotonic()
-    deadline = gone_at + 5
-    while metric(httpx.get(url + "/metrics").text, "sglang:num_running_reqs") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    poll_until(lambda: not metric(httpx.get(url + "/metrics").text, "sglang:num_running_reqs"), 5)
     # SGLang aborts a disconnected stream from the response's background task, 2 s later
     assert time.monotonic() - gone_at >= 1.8
     after = httpx.get(url + "/metrics").text
@@ -201,9 +197,7 @@ def test_queued_request_headers_wait_and_queued_disconnect_is_dropped():
         with pytest.raises(httpx.ReadTimeout):  # queued: no headers before its first token
             httpx.post(url + "/v1/chat/completions", timeout=httpx.Timeout(30, read=0.3),
                        json={"messages": PROMPT, "stream": True})
-        deadline = time.monotonic() + 5
-        while metric(httpx.get(url + "/metrics").text, "sglang:num_queue_reqs") and time.monotonic() < deadline:
-            time.sleep(0.05)
+        poll_until(lambda: not metric(httpx.get(url + "/metrics").text, "sglang:num_queue_reqs"), 5)
         assert metric(httpx.get(url + "/metrics").text, "sglang:num_queue_reqs") == 0
         t = time.monotonic()
         r = httpx.post(url + "/v1/chat/completions", json={"messages": PROMPT, "stream": True}, timeout=30)

@@ -18,6 +18,7 @@ from tests.conftest import free_port
 from qwentui.engine.rundir import RunDir, shm_path_for
 from qwentui.sim.launch import DRAIN_POLL_S
 from tests.simproc import READY_LINE, running_sim, start_sim
+from tests.waits import poll_until
 
 TS = r"\[\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\] "
 TQDM = ("Loading safetensors checkpoint shards:", "Capturing batches")
@@ -31,17 +32,17 @@ def wait_exit(sim, timeout: float = 10.0) -> int:
             sim.proc.kill()
 
 
+def _dead(pid: int) -> bool:
+    """Exited (a zombie counts: its parent has not reaped it yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def gone(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.05)
-    return False
+    return poll_until(lambda: _dead(pid), timeout)
 
 
 def test_startup_timeline_port_closed_then_warming_then_ready():

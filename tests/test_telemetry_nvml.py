@@ -217,3 +217,20 @@ def test_handle_error_is_error_not_lost():
     fake.nvmlDeviceGetHandleByIndex = lambda i: (_ for _ in ()).throw(fk.NVMLError_NoPermission())
     (g,) = Nvml(module=fake).sample().gpus
     assert g.status == "error" and g.message == "NVML cannot open this GPU"
+
+
+def test_inventory_goes_through_the_same_gateway_as_samples():
+    """`probe()` (doctor, preset choice) and the pane's samples share one NVML gateway."""
+    from qwentui.telemetry.nvml import probe
+
+    fake = FakeNvml([FakeDevice(name="Tesla T4", memory_total=16 * GiB), FakeDevice(name="NVIDIA A10G")])
+    report = probe(fake)
+    assert report.status == "ok" and report.driver == fake.driver
+    assert [(g.index, g.name, g.memory_total_bytes) for g in report.gpus] == [
+        (0, "Tesla T4", 16 * GiB), (1, "NVIDIA A10G", 24 * GiB)]
+    assert fake.initialized == 0  # probe shuts NVML down again
+
+    assert probe(FakeNvml([], init_error=fk.NVMLError_LibraryNotFound)).status == "no-nvml"
+    assert probe(FakeNvml([])).status == "no-gpu"
+    lost = probe(FakeNvml([FakeDevice(lost=True)]))
+    assert lost.status == "error" and lost.gpus == ()

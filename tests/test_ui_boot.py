@@ -22,7 +22,8 @@ from qwentui.ui.screens.help import HelpScreen, app_rows
 from qwentui.ui.widgets.boot import BootPanel
 from tests.test_engine_supervisor import sim_cfg
 from tests.test_runtime import FakeSupervisor
-from tests.test_ui_chat import READY, wait_until
+from tests.test_ui_chat import READY
+from tests.waits import wait_until
 
 STARTING = dataclasses.replace(READY, state=EngineState.STARTING, phase="allocating KV cache", started_at=500.0)
 TAIL = tuple(f"[2026-01-01 00:00:{i:02d}] INFO: line {i}" for i in range(10)) + (

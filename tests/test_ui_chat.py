@@ -20,17 +20,10 @@ from qwentui.chat.conversation import DONE, FAILED, STOPPED
 from qwentui.ui.widgets.chat_input import ChatInput
 from qwentui.ui.widgets.messages import AssistantMessage, UserMessage
 from tests.chatfakes import CONTENT, REASONING, ScriptedServer, StepClock, answer_chunks, chunk
+from tests.waits import wait_until
 
 READY = EngineStatus(EngineState.READY, "ready", "sim", "Qwen/Qwen3-1.7B", "http://127.0.0.1:30000",
                      simulated=True)
-
-
-async def wait_until(pilot, predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await pilot.pause(0.02)
 
 
 def _app(server: ScriptedServer, cfg: Config | None = None, status=READY):
@@ -40,6 +33,10 @@ def _app(server: ScriptedServer, cfg: Config | None = None, status=READY):
 async def _send(pilot, text: str) -> None:
     pilot.app.chat.prompt.insert(text)
     await pilot.press("enter")
+
+
+def _save_dialog_open(app) -> bool:
+    return app.screen.is_modal and bool(app.screen.query("#path"))
 
 
 def _answers(app) -> list[AssistantMessage]:
@@ -52,7 +49,7 @@ async def test_send_streams_a_markdown_answer_with_reasoning_and_stats():
     async with app.run_test(size=(100, 30)) as pilot:
         await _send(pilot, "hello")
         await wait_until(pilot, lambda: not app.chat.streaming)
-        await pilot.pause(0.1)
+        await wait_until(pilot, lambda: "prompt" in str(_answers(app)[0].query_one("#stats").render()))
         turns = app.chat.conversation.turns
         assert [t.role for t in turns] == ["user", "assistant"] and turns[1].status == DONE
         assert turns[1].content == "".join(CONTENT) and turns[1].reasoning == "".join(REASONING)
@@ -252,15 +249,14 @@ async def test_new_chat_copy_and_save(tmp_path):
         await pilot.press("ctrl+o")
         assert app.clipboard == "".join(CONTENT)
         await pilot.press("ctrl+s")
-        await pilot.pause()
+        await wait_until(pilot, lambda: _save_dialog_open(app))
         path_input = app.screen.query_one("#path")
         path_input.value = str(tmp_path / "answer.md")
         await pilot.press("enter")
         await wait_until(pilot, lambda: (tmp_path / "answer.md").exists())
         assert (tmp_path / "answer.md").read_text() == "".join(CONTENT)
         await pilot.press("ctrl+n")
-        await pilot.pause()
-        assert not _answers(app) and app.chat.conversation.turns == []
+        await wait_until(pilot, lambda: not _answers(app) and app.chat.conversation.turns == [])
         await _send(pilot, "fresh")
         await wait_until(pilot, lambda: len(server.bodies) == 2 and not app.chat.streaming)
         assert server.bodies[1]["messages"] == [{"role": "user", "content": "fresh"}]
@@ -277,7 +273,7 @@ async def test_export_conversation_markdown_and_json(tmp_path):
         assert server.bodies[0]["messages"][0] == {"role": "system", "content": "Be brief."}
         for fmt in ("md", "json"):
             app.action_export(fmt)
-            await pilot.pause()
+            await wait_until(pilot, lambda: _save_dialog_open(app))
             app.screen.query_one("#path").value = str(tmp_path / f"chat.{fmt}")
             await pilot.press("enter")
             await wait_until(pilot, lambda fmt=fmt: (tmp_path / f"chat.{fmt}").exists())
@@ -295,14 +291,12 @@ async def test_save_dialog_reports_bad_path(tmp_path):
         await _send(pilot, "hello")
         await wait_until(pilot, lambda: not app.chat.streaming and server.bodies)
         await pilot.press("ctrl+s")
-        await pilot.pause()
+        await wait_until(pilot, lambda: _save_dialog_open(app))
         app.screen.query_one("#path").value = str(tmp_path)  # a directory
         await pilot.press("enter")
-        await pilot.pause()
-        assert "Cannot save" in str(app.screen.query_one("#error").render())
+        await wait_until(pilot, lambda: "Cannot save" in str(app.screen.query_one("#error").render()))
         await pilot.press("escape")
-        await pilot.pause()
-        assert not app.screen.is_modal
+        await wait_until(pilot, lambda: not app.screen.is_modal)
 
 
 async def test_bindings_have_ids_and_palette_commands():
@@ -374,14 +368,35 @@ async def test_header_fields_and_side_column_for_other_panes():
     async with app.run_test(size=(120, 30)) as pilot:
         app.header.set_field("idle", "idle 12:30")
         app.header.set_field("cost", "¥1.80/h")
-        await pilot.pause()
-        rendered = str(app.header.render())
-        assert rendered.rstrip().endswith("idle 12:30  ¥1.80/h")
+        await wait_until(pilot, lambda: str(app.header.render()).rstrip().endswith("idle 12:30  ¥1.80/h"))
         app.header.set_field("idle", "")
-        await pilot.pause()
-        assert "idle" not in str(app.header.render())
+        await wait_until(pilot, lambda: "idle" not in str(app.header.render()))
         side = app.query_one("#side")
         assert side.display is False or side.size.width == 0
         app.mount_side(Static("GPU pane", id="gpu"))
-        await pilot.pause()
-        assert side.size.width > 0 and app.query_one("#gpu").region.x > app.chat.region.x
+        await wait_until(pilot, lambda: side.size.width > 0)
+        assert app.query_one("#gpu").region.x > app.chat.region.x
+
+
+async def test_a_cache_hit_is_marked_on_the_answer_and_does_not_count_as_engine_work():
+    from qwentui.cache import open_cache
+    from qwentui.chat.cached import CachingClient
+    from qwentui.config import CacheConfig
+
+    server = ScriptedServer()
+    cache = await open_cache(dataclasses.replace(CacheConfig(), enabled=True))
+    app = make_app(Config(), client=CachingClient(server.client(), cache), status=READY, clock=StepClock())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _send(pilot, "hello")
+        await wait_until(pilot, lambda: not app.chat.streaming and len(app.chat.conversation.turns) == 2)
+        first = app.chat.conversation.turns[1]
+        assert not str(_answers(app)[0].query_one("#stats").render()).startswith("⚡")
+        await app.chat.new_chat()  # the same conversation again: an exact repeat
+        await _send(pilot, "hello")
+        await wait_until(pilot, lambda: not app.chat.streaming and len(app.chat.conversation.turns) == 2)
+        again = app.chat.conversation.turns[1]
+        assert len(server.bodies) == 1  # the repeat never reached the engine
+        assert (first.cached, first.reached_engine) == (False, True)
+        assert (again.cached, again.reached_engine) == (True, False) and again.content == first.content
+        await wait_until(pilot, lambda: str(_answers(app)[0].query_one("#stats").render()).startswith("⚡ cached · "))
+    await cache.aclose()

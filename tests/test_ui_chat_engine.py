@@ -20,7 +20,8 @@ from qwentui.ui.widgets.header import blocked_reason
 from tests.chatfakes import ScriptedServer
 from tests.guardproc import console_on_a_guard
 from tests.simproc import running_sim
-from tests.test_ui_chat import READY, wait_until
+from tests.test_ui_chat import READY
+from tests.waits import wait_until
 
 
 def _args(*argv: str):

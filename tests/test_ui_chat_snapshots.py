@@ -18,7 +18,8 @@ from qwentui.engine.status import EngineState
 from qwentui.ui.app import make_app
 from tests.chatfakes import ScriptedServer, StepClock
 from tests.simproc import running_sim
-from tests.test_ui_chat import READY, wait_until
+from tests.test_ui_chat import READY
+from tests.waits import wait_until
 
 
 def _app(server: ScriptedServer, status=READY, clock=None):

@@ -16,7 +16,7 @@ from qwentui.runtime.client import AsyncGuardClient, GuardClient
 from qwentui.runtime.link import GuardLink
 from qwentui.ui.dialogs.confirm import ConfirmDialog
 from tests.guardproc import console_on_a_guard, detached_guard, gone
-from tests.test_ui_chat import wait_until
+from tests.waits import wait_until
 from tests.test_ui_chat_engine import _fast_sim_config
 
 pytestmark = pytest.mark.slow
@@ -111,7 +111,6 @@ async def test_attached_consoles_count_as_activity_when_configured(monkeypatch, 
 
 async def test_quit_leave_running_then_status_counts_down_and_stop_ends_everything(monkeypatch, port):
     import json
-    import time
 
     from tests.guardproc import qwentui
 

@@ -14,7 +14,8 @@ from qwentui.runtime.core import RuntimeSnapshot
 from qwentui.runtime.link import GuardLink
 from qwentui.runtime.wire import encode
 from qwentui.ui.app import make_app
-from tests.test_ui_chat import READY, wait_until
+from tests.test_ui_chat import READY
+from tests.waits import wait_until
 
 T = 1_780_000_000.0  # a fixed wall clock
 

@@ -14,7 +14,8 @@ from qwentui.ui.app import make_app
 from qwentui.ui.screens.log import LogFeed, LogScreen
 from qwentui.ui.widgets.cost import CostPane
 from qwentui.ui.widgets.gpu import GpuPane
-from tests.test_ui_chat import READY, wait_until
+from tests.test_ui_chat import READY
+from tests.waits import wait_until
 from tests.test_ui_ux import FakeSupervisor, fixed_report
 
 LOG_TEXT = "".join(

@@ -27,7 +27,8 @@ from qwentui.ui.screens.snippet import SnippetScreen, snippets
 from qwentui.ui.widgets.cost import CostPane
 from qwentui.ui.widgets.gpu import GpuPane
 from qwentui.ui.dialogs.save import SaveDialog
-from tests.test_ui_chat import READY, wait_until
+from tests.test_ui_chat import READY
+from tests.waits import wait_until
 
 KEY = "sk-qwentui-secret-0123456789"
 
@@ -406,3 +407,16 @@ async def test_quit_dialog_says_what_leaving_it_running_means():
         await pilot.press("f6")  # operator screens never open over a dialog
         assert isinstance(app.screen, QuitDialog)
         await pilot.press("escape")
+
+
+def test_serve_snippets_read_the_key_from_the_environment():
+    """serve prints the same examples as F7, with the key left in $OPENAI_API_KEY."""
+    from qwentui.chat.snippets import snippets as shared
+
+    out = shared("http://127.0.0.1:30000", "m", KEY, thinking=True, key_in_env=True)
+    assert all(KEY not in text for text in out.values())
+    assert '-H "Authorization: Bearer $OPENAI_API_KEY"' in out["curl"]
+    for name in ("openai", "langchain"):
+        ast.parse(out[name])
+        assert "api_key=os.environ['OPENAI_API_KEY']" in out[name] and out[name].startswith("import os\n")
+    assert snippets is shared  # the F7 screen builds from the same module

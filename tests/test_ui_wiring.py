@@ -14,7 +14,7 @@ from qwentui.ui.widgets.cost import CostPane
 from qwentui.ui.widgets.gpu import GpuPane
 from qwentui.ui.dialogs.idle import IdleWarning
 from tests.guardproc import console_on_a_guard
-from tests.test_ui_chat import wait_until
+from tests.waits import wait_until
 
 
 async def _demo(monkeypatch, port: int, timeout: str = "4s", warn: str = "2s"):

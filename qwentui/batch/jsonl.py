@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from qwentui.errors import QwentuiError, UsageError
+from qwentui.paths import write_atomic
 
 # Per-line parameters and their checks; anything else on a line is an error (typos
 # such as "max_token" would otherwise be silently ignored by the engine).
@@ -236,12 +237,7 @@ def load_for_resume(path: Path) -> tuple[set[str], list[bytes], bool]:
 
 
 def _replace_atomically(path: Path, lines: list[bytes]) -> None:
-    tmp = path.with_name(f".{path.name}.resume{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(b"".join(line + b"\n" for line in lines))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, b"".join(line + b"\n" for line in lines))
 
 
 class OutputLock:

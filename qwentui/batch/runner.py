@@ -27,6 +27,7 @@ import httpx
 from qwentui.chat import client as chat
 from qwentui.batch.jsonl import BatchItem, OutputError, OutputWriter
 from qwentui.cache import CachedAnswer, CacheStats, NullCache, PromptCache
+from qwentui.chat.cached import stored
 
 # params that go into the request body as-is (thinking is handled separately)
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
@@ -124,8 +125,8 @@ def is_transient(exc: chat.ChatError) -> bool:
 class Sender:
     """Non-streaming POST /v1/chat/completions over reused keep-alive connections.
 
-    Builds the same body as `ChatClient.request_body` (Qwen3 sampling per mode,
-    `chat_template_kwargs.enable_thinking`) and raises the client's typed errors.
+    Uses the chat client's request body, error mapping and event collector (a
+    non-streaming answer is read as the events its stream would give).
     """
 
     def __init__(self, base_url: str, *, api_key: str = "", model: str = "default",
@@ -149,52 +150,29 @@ class Sender:
 
     def body(self, messages: Sequence[Mapping[str, Any]], *, thinking: bool, max_tokens: int | None,
              params: Mapping[str, Any]) -> dict:
-        body = {"model": self.model, "messages": list(messages), "stream": False,
-                **chat.sampling_for(thinking), **params,
-                "chat_template_kwargs": {"enable_thinking": bool(thinking)}}
-        if max_tokens is not None:
-            body["max_tokens"] = max_tokens
-        return body
+        return chat.request_body(self.model, messages, thinking=thinking, max_tokens=max_tokens, stream=False,
+                                 **params)
 
     async def send(self, messages: Sequence[Mapping[str, Any]], *, thinking: bool, max_tokens: int | None,
                    params: Mapping[str, Any]) -> chat.ChatResult:
         body = self.body(messages, thinking=thinking, max_tokens=max_tokens, params=params)
         http = self._idle.pop() if self._idle else self._client()
-        start = self._clock()
+        collector = chat.Collector(self._clock, timed=False)
         try:
             response = await http.post("/v1/chat/completions", json=body)
         except httpx.HTTPError as exc:
-            raise self._map(exc) from None
+            raise chat.map_http_error(exc, self.base_url, self.timeout) from None
         finally:
             self._idle.append(http)
         if response.status_code >= 400:
             raise chat.error_from_body(response.status_code, response.content)
-        return self._result(response, self._clock() - start)
-
-    def _result(self, response: httpx.Response, latency: float) -> chat.ChatResult:
         try:
             data = response.json()
-            choice = data["choices"][0]
-            message = choice["message"]
-        except (ValueError, KeyError, IndexError, TypeError):
+        except ValueError:
             raise chat.StreamError(f"unexpected answer from the engine: {response.text[:120]!r}") from None
-        content, reasoning = message.get("content") or "", message.get("reasoning_content") or ""
-        if not reasoning and "<think>" in content:  # server without --reasoning-parser
-            splitter = chat.ThinkSplitter()
-            events = splitter.feed(content) + splitter.flush()
-            reasoning = "".join(e.text for e in events if isinstance(e, chat.ReasoningDelta))
-            content = "".join(e.text for e in events if isinstance(e, chat.ContentDelta))
-        usage = chat.Usage.from_json(data["usage"]) if isinstance(data.get("usage"), dict) else None
-        return chat.ChatResult(content, reasoning, usage, str(choice.get("finish_reason") or ""), latency)
-
-    def _map(self, exc: httpx.HTTPError) -> chat.ChatError:
-        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
-            return chat.ConnectError(f"cannot connect to {self.base_url}: is the engine running?")
-        if isinstance(exc, httpx.TimeoutException):
-            return chat.TimeoutError_(f"no answer from the engine within {self.timeout:g} s")
-        if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
-            return chat.StreamError("lost the connection to the engine mid-answer (did it crash?)")
-        return chat.ChatError(f"request to the engine failed: {exc or type(exc).__name__}")
+        for event in chat.answer_events(data):
+            collector.add(event)
+        return collector.result()
 
     def _client(self) -> httpx.AsyncClient:
         http = self._new()
@@ -232,13 +210,6 @@ def _is_emfile(exc: BaseException) -> bool:
 
 
 # ------------------------------------------------------------------ runner
-
-
-def usage_dict(usage: chat.Usage | None) -> dict:
-    if usage is None:
-        return {"prompt_tokens": 0, "completion_tokens": 0, "reasoning_tokens": 0, "total_tokens": 0}
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "reasoning_tokens": usage.reasoning_tokens, "total_tokens": usage.total_tokens}
 
 
 class BatchRunner:
@@ -366,8 +337,7 @@ class BatchRunner:
         if result is not None:
             self._write_ok(item, result)
             if key is not None:
-                await self.cache.put(key, CachedAnswer(result.content, result.reasoning, usage_dict(result.usage),
-                                                       result.finish_reason, result.latency_s))
+                await self.cache.put(key, stored(result))
 
     async def _attempts(self, item: BatchItem, thinking: bool, max_tokens: int | None,
                         params: dict) -> chat.ChatResult | None:
@@ -425,7 +395,7 @@ class BatchRunner:
     # -------------------------------------------------------------- output
 
     def _write_ok(self, item: BatchItem, r: chat.ChatResult) -> None:
-        usage = usage_dict(r.usage)
+        usage = (r.usage or chat.Usage()).to_dict()
         n = self._n
         n["ok"] += 1
         n["prompt"] += usage["prompt_tokens"]

@@ -1,9 +1,9 @@
 """The console's prompt cache: a ChatClient wrapper that answers exact repeats from it.
 
 Same key as `batch` (model, messages, Qwen3 sampling for the mode, max_tokens,
-thinking). A hit replays the stored answer as ordinary stream events and never reaches
-the engine; a complete miss ("stop"/"length") is stored for next time. `last_hit` says
-whether the latest `stream_chat` was served from the cache, so the UI can mark it.
+thinking). A hit is a `CacheHit` event followed by the stored answer as ordinary
+stream events; it never reaches the engine. A complete miss ("stop"/"length") is
+stored for next time.
 """
 
 from __future__ import annotations
@@ -12,67 +12,52 @@ import time
 from typing import Any, AsyncIterator, Callable, Mapping, Sequence
 
 from qwentui.cache import CachedAnswer, PromptCache
-from qwentui.chat.client import ContentDelta, Finished, ReasoningDelta, Usage, sampling_for
-
-
-def _usage_dict(usage: Usage | None) -> dict:
-    if usage is None:
-        return {"prompt_tokens": 0, "completion_tokens": 0, "reasoning_tokens": 0, "total_tokens": 0}
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "reasoning_tokens": usage.reasoning_tokens, "total_tokens": usage.total_tokens}
+from qwentui.chat.client import (CacheHit, ChatClient, ChatResult, Collector, ContentDelta, Event, Finished,
+                                 ReasoningDelta, Usage, sampling_for)
 
 
 class CachingClient:
     """Wraps a ChatClient; everything but `stream_chat` is passed through."""
 
-    def __init__(self, inner: Any, cache: PromptCache, *, on_hit: Callable[[int], Any] | None = None,
+    def __init__(self, inner: ChatClient, cache: PromptCache, *, on_hit: Callable[[int], object] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.inner, self.cache, self.on_hit = inner, cache, on_hit
         self._clock = clock
-        self.last_hit = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     async def stream_chat(self, messages: Sequence[Mapping[str, Any]], *, thinking: bool = True,
-                          max_tokens: int | None = None, **params: Any) -> AsyncIterator[Any]:
-        self.last_hit = False
+                          max_tokens: int | None = None, **params: Any) -> AsyncIterator[Event]:
         key = self.cache.key_for(getattr(self.inner, "model", "default"), messages, thinking=thinking,
                                  params={**sampling_for(thinking), **params, "max_tokens": max_tokens})
         hit = await self.cache.get(key)
         if hit is not None:
-            self.last_hit = True
-            if self.on_hit is not None:
-                self.on_hit(int(hit.usage.get("completion_tokens") or 0))
             for event in replay(hit):
+                if isinstance(event, CacheHit) and self.on_hit is not None:
+                    self.on_hit(event.saved_tokens)
                 yield event
             return
-        start, parts, usage, finish = self._clock(), {"r": [], "c": []}, None, ""
+        collector = Collector(self._clock)
         async for event in self.inner.stream_chat(messages, thinking=thinking, max_tokens=max_tokens, **params):
-            if isinstance(event, ReasoningDelta):
-                parts["r"].append(event.text)
-            elif isinstance(event, ContentDelta):
-                parts["c"].append(event.text)
-            elif isinstance(event, Usage):
-                usage = event
-            elif isinstance(event, Finished):
-                finish = event.reason
+            collector.add(event)
             yield event
-        await self.cache.put(key, CachedAnswer("".join(parts["c"]), "".join(parts["r"]), _usage_dict(usage),
-                                               finish, self._clock() - start))
+        await self.cache.put(key, stored(collector.result()))
 
 
-def replay(answer: CachedAnswer) -> list[Any]:
-    """A cached answer as the stream events a live one produces."""
-    events: list[Any] = []
+def stored(result: ChatResult) -> CachedAnswer:
+    """A finished answer (`ChatResult`) as the cache keeps it."""
+    return CachedAnswer(result.content, result.reasoning, (result.usage or Usage()).to_dict(),
+                        result.finish_reason, result.latency_s)
+
+
+def replay(answer: CachedAnswer) -> list[Event]:
+    """A cached answer as the stream events a live one produces, after a `CacheHit`."""
+    usage = Usage.from_json(answer.usage)
+    events: list[Event] = [CacheHit(usage.completion_tokens)]
     if answer.reasoning:
         events.append(ReasoningDelta(answer.reasoning))
     if answer.content:
         events.append(ContentDelta(answer.content))
-    u = answer.usage
-    events.append(Usage(prompt_tokens=int(u.get("prompt_tokens") or 0),
-                        completion_tokens=int(u.get("completion_tokens") or 0),
-                        reasoning_tokens=int(u.get("reasoning_tokens") or 0),
-                        total_tokens=int(u.get("total_tokens") or 0)))
-    events.append(Finished(answer.finish_reason))
+    events += [usage, Finished(answer.finish_reason)]
     return events

@@ -1,10 +1,15 @@
 """OpenAI-compatible chat client for SGLang (contracts/sglang.md §3-§6).
 
 `ChatClient.stream_chat` yields typed events (`ReasoningDelta`, `ContentDelta`,
-`Usage`, `Finished`) and raises a `ChatError` subclass with a readable message on
-failure, also mid-stream (events already yielded stay valid: keep the partial answer).
-Closing the iterator (break, task cancel, `aclosing`) closes the HTTP stream, which
-makes SGLang abort the request.
+`Usage`, `Finished`, and `CacheHit` first when a caching client answered without the
+engine) and raises a `ChatError` subclass with a readable message on failure, also
+mid-stream (events already yielded stay valid: keep the partial answer). Closing the
+iterator (break, task cancel, `aclosing`) closes the HTTP stream, which makes SGLang
+abort the request.
+
+Everything that talks to the engine shares this module's pieces: `request_body`,
+`map_http_error`/`error_from_body`, `Usage.to_dict`/`from_json`, `answer_events` (a
+non-streaming answer as events) and `Collector` (events → `ChatResult`).
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
-
-import httpx
+from typing import TYPE_CHECKING, Any, Union
 
 from qwentui.errors import QwentuiError
+
+if TYPE_CHECKING:  # httpx is imported on first use: the console paints before it needs it
+    import httpx
 
 # Qwen3 model card: thinking T=0.6 top_p=0.95 top_k=20; non-thinking T=0.7 top_p=0.8 top_k=20.
 # SGLang applies generation_config (thinking values) when fields are null, so always send them.
@@ -55,6 +61,11 @@ class Usage:
     total_tokens: int = 0
     cached_tokens: int = 0  # only with --enable-cache-report
 
+    def to_dict(self) -> dict[str, int]:
+        """The usage stored in batch output and the prompt cache (from_json reads it back)."""
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "reasoning_tokens": self.reasoning_tokens, "total_tokens": self.total_tokens}
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "Usage":
         details = data.get("completion_tokens_details") or {}
@@ -72,7 +83,14 @@ class Finished:
     reason: str  # "stop" | "length" | "abort" | "tool_calls" | ...
 
 
-Event = Union[ReasoningDelta, ContentDelta, Usage, Finished]
+@dataclass(frozen=True)
+class CacheHit:
+    """The answer that follows comes from the prompt cache: it never reached the engine."""
+
+    saved_tokens: int  # completion tokens the engine did not have to generate
+
+
+Event = Union[ReasoningDelta, ContentDelta, Usage, Finished, CacheHit]
 
 
 @dataclass(frozen=True)
@@ -83,6 +101,36 @@ class ChatResult:
     finish_reason: str
     latency_s: float
     ttft_s: float | None = None  # time to the first reasoning/content text
+    cached: bool = False  # answered from the prompt cache, not by the engine
+
+
+class Collector:
+    """Gathers one answer's events into a `ChatResult`: the one place text is joined."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, *, timed: bool = True) -> None:
+        self._clock, self._timed = clock, timed
+        self._start = clock()
+        self._ttft: float | None = None
+        self._parts: dict[type, list[str]] = {ContentDelta: [], ReasoningDelta: []}
+        self.usage: Usage | None = None
+        self.finish_reason = ""
+        self.cached = False
+
+    def add(self, event: Event) -> None:
+        if isinstance(event, (ContentDelta, ReasoningDelta)):
+            if self._ttft is None and self._timed:
+                self._ttft = self._clock() - self._start
+            self._parts[type(event)].append(event.text)
+        elif isinstance(event, Usage):
+            self.usage = event
+        elif isinstance(event, Finished):
+            self.finish_reason = event.reason
+        elif isinstance(event, CacheHit):
+            self.cached = True
+
+    def result(self) -> ChatResult:
+        return ChatResult("".join(self._parts[ContentDelta]), "".join(self._parts[ReasoningDelta]), self.usage,
+                          self.finish_reason, self._clock() - self._start, self._ttft, self.cached)
 
 
 # ---------------------------------------------------------------- errors
@@ -357,6 +405,57 @@ def parse_sse_bytes(chunks: Sequence[bytes]) -> list[Event]:
     return events + parser.end()
 
 
+def answer_events(data: Any) -> list[Event]:
+    """A non-streaming answer (`"stream": false`) as the events its stream would give:
+    the message is one delta, so the `<think>` fallback is the same."""
+    try:
+        choice = data["choices"][0]
+        message = choice["message"]
+    except (KeyError, IndexError, TypeError):
+        raise StreamError(f"unexpected answer from the engine: {json.dumps(data)[:120]!r}") from None
+    if not isinstance(message, dict):
+        raise StreamError(f"unexpected answer from the engine: {json.dumps(data)[:120]!r}")
+    parser = ChunkParser()
+    usage = data.get("usage")
+    chunk = {"choices": [{"delta": message, "finish_reason": choice.get("finish_reason")}], "usage": usage}
+    return parser.payload(json.dumps(chunk)) + parser.end()
+
+
+# ---------------------------------------------------------------- requests
+
+
+def request_body(model: str, messages: Sequence[Mapping[str, Any]], *, thinking: bool = True,
+                 max_tokens: int | None = None, stream: bool = True, **params: Any) -> dict:
+    """The JSON body of a chat request (Qwen3 sampling per mode; explicit params win)."""
+    template_kwargs = dict(params.pop("chat_template_kwargs", None) or {})
+    template_kwargs["enable_thinking"] = bool(thinking)
+    body: dict[str, Any] = {"model": params.pop("model", model), "messages": list(messages),
+                            "stream": stream, **sampling_for(thinking), **params,
+                            "chat_template_kwargs": template_kwargs}
+    if stream:
+        body["stream_options"] = {"include_usage": True, **(params.get("stream_options") or {})}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    return body
+
+
+def map_http_error(exc: Exception, base_url: str, timeout: float) -> ChatError:
+    """An httpx failure as the typed error users read."""
+    import httpx
+
+    if isinstance(exc, httpx.ConnectTimeout):
+        return ConnectError(f"cannot connect to {base_url} (timed out): is the engine running?")
+    if isinstance(exc, httpx.ConnectError):
+        return ConnectError(f"cannot connect to {base_url}: is the engine running?")
+    if isinstance(exc, httpx.ReadTimeout):
+        return TimeoutError_(f"no answer from the engine within {timeout:g} s")
+    if isinstance(exc, httpx.TimeoutException):
+        return TimeoutError_(f"the engine timed out: {type(exc).__name__}")
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+        return StreamError("lost the connection to the engine mid-answer (did it crash?)")
+    return ChatError(f"request to the engine failed: {exc or type(exc).__name__}")
+
+
 # ---------------------------------------------------------------- client
 
 
@@ -369,6 +468,8 @@ class ChatClient:
                  timeout: float = 600.0, connect_timeout: float = 5.0,
                  transport: httpx.AsyncBaseTransport | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        import httpx
+
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.timeout = timeout
@@ -383,19 +484,13 @@ class ChatClient:
     def request_body(self, messages: Sequence[Mapping[str, Any]], *, thinking: bool = True,
                      max_tokens: int | None = None, stream: bool = True, **params: Any) -> dict:
         """The JSON body sent for a chat request (sampling per mode, params win)."""
-        template_kwargs = dict(params.pop("chat_template_kwargs", None) or {})
-        template_kwargs["enable_thinking"] = bool(thinking)
-        body: dict[str, Any] = {"model": params.pop("model", self.model), "messages": list(messages),
-                                "stream": stream, **sampling_for(thinking), **params,
-                                "chat_template_kwargs": template_kwargs}
-        if stream:
-            body["stream_options"] = {"include_usage": True, **(params.get("stream_options") or {})}
-        if max_tokens is not None:
-            body["max_tokens"] = max_tokens
-        return body
+        return request_body(self.model, messages, thinking=thinking, max_tokens=max_tokens, stream=stream,
+                            **params)
 
     async def stream_chat(self, messages: Sequence[Mapping[str, Any]], *, thinking: bool = True,
                           max_tokens: int | None = None, **params: Any) -> AsyncIterator[Event]:
+        import httpx
+
         body = self.request_body(messages, thinking=thinking, max_tokens=max_tokens, **params)
         decoder, parser = SSEDecoder(), ChunkParser()
         try:
@@ -421,22 +516,14 @@ class ChatClient:
     async def chat(self, messages: Sequence[Mapping[str, Any]], *, thinking: bool = True,
                    max_tokens: int | None = None, **params: Any) -> ChatResult:
         """One complete answer, gathered from the stream (so timeouts are per chunk)."""
-        start = self._clock()
-        ttft = None
-        content: list[str] = []
-        reasoning: list[str] = []
-        usage, reason = None, ""
+        collector = Collector(self._clock)
         async for event in self.stream_chat(messages, thinking=thinking, max_tokens=max_tokens, **params):
-            if isinstance(event, (ContentDelta, ReasoningDelta)):
-                ttft = self._clock() - start if ttft is None else ttft
-                (content if isinstance(event, ContentDelta) else reasoning).append(event.text)
-            elif isinstance(event, Usage):
-                usage = event
-            elif isinstance(event, Finished):
-                reason = event.reason
-        return ChatResult("".join(content), "".join(reasoning), usage, reason, self._clock() - start, ttft)
+            collector.add(event)
+        return collector.result()
 
     async def models(self) -> list[str]:
+        import httpx
+
         try:
             response = await self._http.get("/v1/models")
         except httpx.HTTPError as exc:
@@ -450,6 +537,8 @@ class ChatClient:
 
     async def ready(self) -> bool:
         """GET /ready (cheap flag check). Never /health: that runs a real generation."""
+        import httpx
+
         try:
             response = await self._http.get("/ready", timeout=5.0)
         except httpx.HTTPError:
@@ -465,15 +554,5 @@ class ChatClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def _map_http_error(self, exc: httpx.HTTPError) -> ChatError:
-        if isinstance(exc, httpx.ConnectTimeout):
-            return ConnectError(f"cannot connect to {self.base_url} (timed out): is the engine running?")
-        if isinstance(exc, httpx.ConnectError):
-            return ConnectError(f"cannot connect to {self.base_url}: is the engine running?")
-        if isinstance(exc, httpx.ReadTimeout):
-            return TimeoutError_(f"no answer from the engine within {self.timeout:g} s")
-        if isinstance(exc, httpx.TimeoutException):
-            return TimeoutError_(f"the engine timed out: {type(exc).__name__}")
-        if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
-            return StreamError("lost the connection to the engine mid-answer (did it crash?)")
-        return ChatError(f"request to the engine failed: {exc or type(exc).__name__}")
+    def _map_http_error(self, exc: Exception) -> ChatError:
+        return map_http_error(exc, self.base_url, self.timeout)

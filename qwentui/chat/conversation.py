@@ -27,6 +27,13 @@ class Turn:
     usage: Usage | None = None
     seconds: float | None = None  # first token to last token
     tokens_per_s: float | None = None
+    cached: bool = False  # answered by the prompt cache
+
+    @property
+    def reached_engine(self) -> bool:
+        """Did this answer cost the engine work (and count as activity)? A cache hit did
+        not; a failure did only if some text came back."""
+        return not self.cached and (self.status != FAILED or bool(self.content or self.reasoning))
 
 
 @dataclass

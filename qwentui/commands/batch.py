@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from qwentui.errors import UsageError
 
@@ -44,11 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=600.0, metavar="S",
                    help="seconds to wait for one whole answer (default 600)")
     p.add_argument("--dry-run", action="store_true", help="with --then poweroff: print the command instead")
-    from qwentui import cli
+    from qwentui.commands import flags
 
-    cli.add_engine_flags(p, subcommand=True)  # --demo/--engine/--attach/--port here too
-    p.add_argument("--keep-engine", action="store_true", default=argparse.SUPPRESS,
-                   help="same as --then keep")
+    flags.add_engine_flags(p, subcommand=True)  # --demo/--engine/--attach/--port here too
+    p.add_argument("--keep-engine", action="store_true", default=argparse.SUPPRESS, help="same as --then keep")
     p.set_defaults(func=run)
 
 
@@ -59,8 +59,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"--max-tokens must be greater than zero, got {args.max_tokens}")
     if not 0 <= args.retries <= 20:
         raise UsageError(f"--retries must be 0-20, got {args.retries}")
-    if not args.timeout > 0:
-        raise UsageError(f"--timeout must be greater than zero, got {args.timeout:g}")
+    if not (0 < args.timeout < math.inf):
+        raise UsageError(f"--timeout must be a finite number of seconds greater than zero, got {args.timeout:g}")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite contradict each other; choose one")
     check_open_files(args.concurrency)
@@ -120,9 +120,9 @@ def options(args: argparse.Namespace, cfg):
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from qwentui import cli
+    from qwentui.commands import flags
     from qwentui.batch.job import BatchJob
 
-    cfg = cli.load_config(args)
+    cfg = flags.load_config(args)
     job = BatchJob(cfg, options(args, cfg))
     return asyncio.run(job.run())

@@ -43,9 +43,10 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from qwentui import cli, config
+    from qwentui import config
+    from qwentui.commands import flags
 
-    cfg = cli.load_config(args)
+    cfg = flags.load_config(args)
     print(f"# effective config (source: {cfg.source})")
     print(config.to_toml(cfg, mask=not args.reveal), end="")
     return 0

@@ -37,10 +37,10 @@ async def build(args: argparse.Namespace):
     """The app for these args (bad config/flags raise UsageError here). A running guard is
     attached before the first paint; a new one is launched here and attached once it
     answers, so the console paints while the guard starts."""
-    from qwentui import cli
+    from qwentui.commands import flags
     from qwentui.ui.app import make_app
 
-    cfg = cli.load_config(args)
+    cfg = flags.load_config(args)
     if getattr(args, "attach", None):
         from qwentui.engine import Supervisor
         from qwentui.runtime.core import Runtime

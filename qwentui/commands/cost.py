@@ -30,10 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from qwentui import cli
+    from qwentui.commands import flags
     from qwentui.cost.plan import make_plan
 
-    cfg = cli.load_config(args)
+    cfg = flags.load_config(args)
     plan = make_plan(cfg, args.hours_per_week, args.gpu, vs_hours=args.vs_hours_per_week,
                      vs_gpu=args.vs_gpu, price=args.price, vs_price=args.vs_price)
     if args.format == "json":
@@ -75,12 +75,12 @@ def now_lines(snap, gpu_note: str) -> list[str]:
 
 
 def run_now(args: argparse.Namespace) -> int:
-    from qwentui import cli
+    from qwentui.commands import flags
     from qwentui.cost.ledger import Ledger, path_for
     from qwentui.cost.meter import Meter
     from qwentui.cost.plan import plain
 
-    cfg = cli.load_config(args)
+    cfg = flags.load_config(args)
     name, note = _detect_gpu()
     with Ledger(args.ledger or path_for(cfg.engine.kind), read_only=True) as ledger:
         if ledger.degraded:

@@ -307,11 +307,11 @@ MARKS = {"ok": "✓", "fail": "✗", "warn": "–"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from qwentui import cli
+    from qwentui.commands import flags
 
     p = sub.add_parser("doctor", help="check this box: Python, SGLang, GPU, model fit, port, dirs")
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
-    cli.add_engine_flags(p, subcommand=True)
+    flags.add_engine_flags(p, subcommand=True)
     p.set_defaults(func=run)
 
 
@@ -319,11 +319,11 @@ def run(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
-    from qwentui import cli
+    from qwentui.commands import flags
     from qwentui.errors import ConfigError
 
     try:
-        cfg, error = cli.load_config(args), ""
+        cfg, error = flags.load_config(args), ""
     except ConfigError as exc:
         cfg, error = None, exc.message
     checks = run_checks(cfg, error)

@@ -6,7 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from qwentui import cli
+    from qwentui.commands import flags
 
     p = sub.add_parser("engine", help="show the engine launch command and the presets")
     verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True, parser_class=type(p))
@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmd.add_argument("--preset", metavar="NAME", help="use this preset instead of engine.preset")
     cmd.add_argument("--json", action="store_true", help="print the argv as a JSON list")
     cmd.add_argument("--reveal", action="store_true", help="show the API key in clear")
-    cli.add_engine_flags(cmd, subcommand=True)
+    flags.add_engine_flags(cmd, subcommand=True)
     cmd.set_defaults(func=run_command)
     presets = verbs.add_parser("presets", help="list the launch presets and the GPUs they fit")
     presets.add_argument("--json", action="store_true", help="print them as JSON")
@@ -27,10 +27,10 @@ def run_command(args: argparse.Namespace) -> int:
     import json
     import shlex
 
-    from qwentui import cli
+    from qwentui.commands import flags
     from qwentui.engine import argv as argv_mod
 
-    cfg = cli.load_config(args)
+    cfg = flags.load_config(args)
     gpu_name = None
     if args.gpu:
         gpu_name, _ = argv_mod.resolve_gpu(args.gpu)

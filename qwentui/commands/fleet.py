@@ -8,7 +8,6 @@ then stops the gateway (never the workers: they are other boxes' engines).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 EPILOG = """\
 examples:
@@ -26,43 +25,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--worker", action="append", metavar="URL", default=None,
                    help="an engine's base URL (repeatable; default: fleet.workers)")
-    p.add_argument("--port", dest="fleet_port", type=int, metavar="N", help="gateway port (default fleet.port, 30080)")
-    p.add_argument("--metrics-port", type=int, metavar="N",
-                   help="gateway Prometheus port on 127.0.0.1 (default fleet.metrics_port, 29000)")
-    p.add_argument("--policy", choices=("round_robin", "cache_aware", "power_of_two", "least_load", "random"),
-                   help="routing policy (default fleet.policy, round_robin)")
+    from qwentui.commands import flags
+
+    flags.add_fleet_flags(p)  # --port, --metrics-port, --policy: fleet.* keys, validated with the config
     p.add_argument("--console", action="store_true",
                    help="open the console on the gateway, with the fleet view in place of the GPU pane")
     p.set_defaults(func=run)
 
 
-def fleet_config(cfg, args: argparse.Namespace):
-    """fleet settings with the flags applied (a bad port is a UsageError naming the flag)."""
-    from qwentui.errors import UsageError
-
-    changes = {}
-    for flag, dest, key in (("--port", "fleet_port", "port"), ("--metrics-port", "metrics_port", "metrics_port")):
-        value = getattr(args, dest, None)
-        if value is not None:
-            if not 1 <= value <= 65535:
-                raise UsageError(f"{flag} must be an integer 1-65535, got {value}")
-            changes[key] = value
-    if getattr(args, "policy", None):
-        changes["policy"] = args.policy
-    fleet = dataclasses.replace(cfg.fleet, **changes)
-    if fleet.port == fleet.metrics_port:
-        raise UsageError(f"the gateway port and its metrics port are both {fleet.port}; choose two ports")
-    return fleet
-
-
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from qwentui import cli
+    from qwentui.commands import flags
     from qwentui.engine import gateway
 
-    cfg = cli.load_config(args)
-    fleet = fleet_config(cfg, args)
+    cfg = flags.load_config(args)
+    fleet = cfg.fleet
     smg = gateway.require_smg()
     workers = gateway.normalize_workers(args.worker or fleet.workers)
     console = _console_builder(args) if args.console else None

@@ -12,7 +12,7 @@ ONE_SHOT_GAP = 0.5  # seconds between the two readings of a one-shot snapshot
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from qwentui import cli
+    from qwentui.commands import flags
 
     p = sub.add_parser("gpu", aliases=["top"], help="show GPU, engine metrics and host stats (once or --watch)",
                        description="One snapshot of what the GPU pane shows; --watch repeats it, "
@@ -20,17 +20,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--watch", nargs="?", const="", metavar="SECONDS",
                    help="repeat every SECONDS (default: telemetry.interval) until Ctrl-C")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    cli.add_engine_flags(p, subcommand=True)
+    flags.add_engine_flags(p, subcommand=True)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from qwentui import cli
+    from qwentui.commands import flags
     from qwentui.config import parse_duration
 
-    cfg = cli.load_config(args)
+    cfg = flags.load_config(args)
     every = None
     if args.watch is not None:  # a bad value is a ConfigError: one line, exit 2
         every = parse_duration(args.watch, "--watch") if args.watch else cfg.telemetry.interval

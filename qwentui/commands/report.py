@@ -79,12 +79,12 @@ def period(args: argparse.Namespace, now: float, tz=None) -> tuple[float, float,
 def run(args: argparse.Namespace, *, clock=None, tz=None) -> int:
     import time
 
-    from qwentui import cli
+    from qwentui.commands import flags
     from qwentui.cost import report
     from qwentui.cost.ledger import Ledger, path_for
     from qwentui.cost.prices import resolve_gpu
 
-    cfg = cli.load_config(args)
+    cfg = flags.load_config(args)
     now = (clock or time.time)()
     if args.what_if or args.trace:
         return run_what_if(args, cfg, now, tz)
@@ -98,6 +98,8 @@ def run(args: argparse.Namespace, *, clock=None, tz=None) -> int:
             print(f"qwentui: warning: {ledger.degraded}", file=sys.stderr)
         rows = ledger.sessions(start, end)
         busy, starts = ledger.activity(start, end), ledger.engine_starts(start, end)
+    for reason in ledger.skipped:
+        print(f"qwentui: warning: skipped a ledger row that cannot be read: {reason}", file=sys.stderr)
     built = report.build(rows, start, end, cfg=cfg, title=title, now=now, tz=tz, reference=reference)
     render = {"table": report.render_table, "csv": report.render_csv, "json": report.render_json}
     sys.stdout.write(render[args.format](built))

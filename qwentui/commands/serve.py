@@ -9,47 +9,37 @@ serves someone else's server: printed, never stopped, no guard.
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from qwentui import cli
+    from qwentui.commands import flags
 
     p = sub.add_parser("serve", help="run the guard: engine, idle watchdog and cost ledger, headless")
     p.add_argument("--preset", metavar="NAME", help="launch preset (default: engine.preset, 'auto')")
-    p.add_argument("--stop-grace", metavar="DUR", help="wait this long after SIGTERM before SIGKILL "
-                   "(default: engine.stop_grace, 15s)")
-    p.add_argument("--startup-timeout", metavar="DUR", help="give up on start-up after this long "
-                   "(default: engine.startup_timeout, 10m)")
     p.add_argument("--detach", action="store_true", help="run the guard in the background; print its pid, "
                    "socket and log, exit once it answers")
     p.add_argument("--print-systemd-unit", nargs="?", const="user", choices=("user", "system"), metavar="KIND",
                    help="print a systemd unit (user, the default, or system) that runs this guard, and exit")
     p.add_argument("--detached-child", action="store_true", help=argparse.SUPPRESS)
-    cli.add_engine_flags(p, subcommand=True)
-    from qwentui.runtime import headless as idle_serve
-
-    idle_serve.add_flags(p)
+    flags.add_engine_flags(p, subcommand=True)
+    flags.add_serve_flags(p)  # --stop-grace, --startup-timeout, --idle-*: config keys, validated with it
     p.set_defaults(func=run)
+
+
+def __getattr__(name: str):
+    if name == "ServeSession":  # imported lazily: asyncio is too slow for `qwentui --help`
+        from qwentui.runtime.serve import ServeSession
+
+        return ServeSession
+    raise AttributeError(name)
 
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from qwentui import cli, config
-    from qwentui.runtime import headless as idle_serve
+    from qwentui.commands import flags
 
-    cfg = cli.load_config(args)
-    changes: dict[str, Any] = {}
-    if args.stop_grace is not None:
-        changes["stop_grace"] = config.parse_duration(args.stop_grace, "--stop-grace")
-    if args.startup_timeout is not None:
-        changes["startup_timeout"] = config.parse_duration(args.startup_timeout, "--startup-timeout")
-    if changes:
-        from qwentui.engine.argv import with_engine
-
-        cfg = with_engine(cfg, **changes)
-    idle_cfg = idle_serve.idle_settings(cfg, args)  # bad flags fail here, before anything starts
+    cfg = flags.load_config(args)  # bad flags fail here, before anything starts
     if args.print_systemd_unit:
         print(systemd_unit(args, cfg.engine.kind, args.print_systemd_unit), end="")
         return 0
@@ -60,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         return _detach(args, cfg)
     from qwentui.runtime.guard import Guard
 
-    guard = Guard(cfg, idle_cfg, preset=args.preset, stay=args.detached_child,
+    guard = Guard(cfg, preset=args.preset, stay=args.detached_child,
                   start=cfg.engine.autostart or not args.detached_child)
     return asyncio.run(guard.run())
 
@@ -68,11 +58,11 @@ def run(args: argparse.Namespace) -> int:
 def _serve_attached(cfg, args) -> int:
     import asyncio
 
-    from qwentui.runtime import headless as idle_serve
+    from qwentui.runtime import headless
     from qwentui.runtime.serve import ServeSession
 
     session = ServeSession(cfg, preset=args.preset, attach=args.attach)
-    idle_serve.install(session, args)
+    headless.install(session)
     code = asyncio.run(session.run())
     return code or session.exit_code
 
@@ -118,9 +108,8 @@ def systemd_unit(args, kind: str, scope: str) -> str:
 def _check_poweroff(cfg, args: argparse.Namespace) -> None:
     """An idle poweroff whose command cannot run fails before the engine starts."""
     from qwentui.idle.actions import check_poweroff
-    from qwentui.runtime import headless as idle_serve
 
-    idle = idle_serve.idle_settings(cfg, args)
+    idle = cfg.idle  # the --idle-* flags are in it already
     if idle.enabled and idle.action == "poweroff" and not getattr(args, "attach", None):
         note = check_poweroff(idle.poweroff_command)
         if note:

@@ -10,11 +10,11 @@ SNOOZE_MAX_S = 7 * 24 * 3600.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from qwentui import cli
+    from qwentui.commands import flags
 
     p = sub.add_parser("snooze", help="push the idle stop out by DURATION (default: the idle timeout)")
     p.add_argument("duration", nargs="?", metavar="DURATION", help="e.g. 30m, 1h (default: idle.timeout)")
-    cli.add_engine_flags(p, subcommand=True, guard_only=True)
+    flags.add_engine_flags(p, subcommand=True, guard_only=True)
     p.set_defaults(func=run)
 
 

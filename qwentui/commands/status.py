@@ -7,11 +7,11 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from qwentui import cli
+    from qwentui.commands import flags
 
     p = sub.add_parser("status", help="what the guard sees: engine, idle countdown, cost (exit 3: no guard)")
     p.add_argument("--json", action="store_true", help="the whole /state answer as JSON")
-    cli.add_engine_flags(p, subcommand=True, guard_only=True)
+    flags.add_engine_flags(p, subcommand=True, guard_only=True)
     p.set_defaults(func=run)
 
 

@@ -10,19 +10,19 @@ STOP_WAIT_S = 120.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from qwentui import cli
+    from qwentui.commands import flags
 
     p = sub.add_parser("stop", help="stop the engine and the guard; wait until they are gone")
-    cli.add_engine_flags(p, subcommand=True, guard_only=True)
+    flags.add_engine_flags(p, subcommand=True, guard_only=True)
     p.set_defaults(func=run)
 
 
 def client_for(args: argparse.Namespace):
     """The guard client for this state dir and engine kind (--demo / --engine / config)."""
-    from qwentui import cli
+    from qwentui.commands import flags
     from qwentui.runtime.client import GuardClient
 
-    cfg = cli.load_config(args)
+    cfg = flags.load_config(args)
     return GuardClient(kind=cfg.engine.kind)
 
 

@@ -123,8 +123,21 @@ def parse_iso(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def _dec(text: str | None) -> Decimal | None:
-    return None if text is None else Decimal(text)
+def _dec(text: str | None, name: str) -> Decimal | None:
+    """A stored money value; a row edited (or written) with nan/inf/garbage is a BadRow."""
+    if text is None:
+        return None
+    try:
+        value = Decimal(str(text))
+    except ArithmeticError:
+        value = None
+    if value is None or not value.is_finite():
+        raise BadRow(f"{name} {text!r} is not a finite number")
+    return value
+
+
+class BadRow(ValueError):
+    """A ledger row that cannot be read; readers skip it and say which."""
 
 
 @dataclass(frozen=True)
@@ -172,15 +185,19 @@ class SessionRow:
 
     @classmethod
     def from_db(cls, r: sqlite3.Row) -> "SessionRow":
-        return cls(
-            id=r["id"], start=parse_iso(r["start_utc"]),
-            stop=parse_iso(r["stop_utc"]) if r["stop_utc"] else None,
-            heartbeat=parse_iso(r["heartbeat_utc"]), minutes=r["minutes"],
-            gpu_model=r["gpu_model"], gpu_class=r["gpu_class"],
-            price_per_hour=_dec(r["price_per_hour"]), currency=r["currency"], cost=_dec(r["cost"]),
-            tokens_in=r["tokens_in"], tokens_out=r["tokens_out"], requests=r["requests"],
-            cache_hits=r["cache_hits"], cache_saved=r["cache_saved"], stop_reason=r["stop_reason"],
-            engine_kind=r["engine_kind"], pid=r["pid"], billing=_billing_of(r))
+        try:
+            return cls(
+                id=r["id"], start=parse_iso(r["start_utc"]),
+                stop=parse_iso(r["stop_utc"]) if r["stop_utc"] else None,
+                heartbeat=parse_iso(r["heartbeat_utc"]), minutes=r["minutes"],
+                gpu_model=r["gpu_model"], gpu_class=r["gpu_class"],
+                price_per_hour=_dec(r["price_per_hour"], "price_per_hour"), currency=r["currency"],
+                cost=_dec(r["cost"], "cost"),
+                tokens_in=r["tokens_in"], tokens_out=r["tokens_out"], requests=r["requests"],
+                cache_hits=r["cache_hits"], cache_saved=r["cache_saved"], stop_reason=r["stop_reason"],
+                engine_kind=r["engine_kind"], pid=r["pid"], billing=_billing_of(r))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise BadRow(f"session {r['id']}: {exc}") from None
 
 
 def _range(start: float | None, end: float | None) -> tuple[str, str]:
@@ -244,6 +261,7 @@ class Ledger:
         self.path = Path(path) if path is not None else default_path()
         self.read_only = read_only
         self.degraded: str | None = None
+        self.skipped: list[str] = []  # rows readers could not use ("session 3: cost 'Infinity' ...")
         self._clock = clock
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
@@ -447,7 +465,11 @@ class Ledger:
         closed = []
         with self._write() as conn:
             for raw in conn.execute("SELECT * FROM sessions WHERE stop_utc IS NULL").fetchall():
-                row = SessionRow.from_db(raw)
+                try:
+                    row = SessionRow.from_db(raw)
+                except BadRow as exc:
+                    self.skipped.append(str(exc))
+                    continue
                 if row.pid == os.getpid():
                     continue
                 stale = stale_after is not None and now - row.heartbeat > stale_after
@@ -505,7 +527,14 @@ class Ledger:
         rows = self._query(
             "SELECT * FROM sessions WHERE start_utc < ? AND COALESCE(stop_utc, heartbeat_utc) >= ?"
             " ORDER BY start_utc, id", (hi, lo))
-        return [SessionRow.from_db(r) for r in rows]
+        out = []
+        for r in rows:
+            try:
+                out.append(SessionRow.from_db(r))
+            except BadRow as exc:  # one hand-edited or corrupt row must not hide all the others
+                if str(exc) not in self.skipped:
+                    self.skipped.append(str(exc))
+        return out
 
     def total_between(self, start: float, end: float) -> Decimal:
         """Money spent in [start, end) by sessions with a known price."""

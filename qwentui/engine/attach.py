@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import httpx
-
 from qwentui.errors import QwentuiError, UsageError
+
+if TYPE_CHECKING:  # imported where used: not on the console's path to its first frame
+    import httpx
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ def normalize_url(url: str) -> str:
 
 async def probe_server(base_url: str, api_key: str, timeout: float = 5.0) -> Found:
     """Check the server answers; learn its served model and whether it is our simulator."""
+    import httpx
+
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout, trust_env=False) as client:
         try:
@@ -62,6 +66,8 @@ def _first_model(response: httpx.Response) -> str:
 
 
 async def _simulated(client: httpx.AsyncClient) -> bool:
+    import httpx
+
     try:
         info = await client.get("/server_info")
         return info.status_code == 200 and info.json().get("simulated") is True

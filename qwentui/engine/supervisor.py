@@ -26,10 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
-
-import httpx
-import psutil
+from typing import TYPE_CHECKING, Callable
 
 from qwentui import __version__
 from qwentui.config import Config, format_duration
@@ -39,6 +36,10 @@ from qwentui.engine.argv import LaunchPlan, plan
 from qwentui.engine.logsink import RELAY_SECRETS_ENV, LineSplitter, LogSink, Masker
 from qwentui.engine.status import EngineState, EngineStatus
 from qwentui.errors import QwentuiError
+
+if TYPE_CHECKING:  # imported where used: the console paints its first frame before it needs them
+    import httpx
+    import psutil  # engine.procs imports it anyway
 
 log = logging.getLogger(__name__)
 
@@ -312,6 +313,8 @@ class Supervisor:
 
     async def _monitor(self) -> None:
         """/health during start-up only; afterwards /ready; also remembers the process tree."""
+        import httpx
+
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         async with httpx.AsyncClient(base_url=self.base_url, headers=headers, trust_env=False) as client:
             while self._status.state in (EngineState.STARTING, EngineState.READY):
@@ -408,6 +411,8 @@ class Supervisor:
 
     async def _abort_all(self) -> None:
         """Finish every in-flight request now, so SGLang has nothing to drain after SIGTERM."""
+        import httpx
+
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         try:
             async with httpx.AsyncClient(base_url=self.base_url, headers=headers, trust_env=False) as client:
@@ -532,6 +537,8 @@ async def _wait_event(event: asyncio.Event, timeout: float) -> bool:
 
 
 async def _probe(client: httpx.AsyncClient, path: str, *, timeout: float) -> bool:
+    import httpx
+
     try:
         response = await client.get(path, timeout=timeout)
     except httpx.HTTPError:

@@ -26,20 +26,27 @@ START_TIMEOUT_S = 30.0
 def serve_argv(args: argparse.Namespace, kind: str, *serve: str) -> list[str]:
     """`python -m qwentui [--config C] --engine K [--port P] serve SERVE... [serve flags]` for
     these parsed args: what a detached guard or a systemd unit runs."""
+    from qwentui.commands.flags import ENGINE_FLAGS, IDLE_FLAGS, SERVE_FLAGS
+
     argv = [sys.executable, "-m", "qwentui"]
     if getattr(args, "config", None):
         argv += ["--config", str(Path(args.config).resolve())]
-    argv += ["--engine", kind]
-    if getattr(args, "port", None) is not None:
-        argv += ["--port", str(args.port)]
-    argv += ["serve", *serve]
-    for flag in ("preset", "stop_grace", "startup_timeout", "idle_timeout", "idle_action"):
-        value = getattr(args, flag, None)
-        if value:
-            argv += [f"--{flag.replace('_', '-')}", str(value)]
-    if getattr(args, "dry_run", False):
-        argv.append("--dry-run")
-    return argv
+    argv += ["--engine", kind, *_given(args, ENGINE_FLAGS[2:]), "serve", *serve]
+    if getattr(args, "preset", None):
+        argv += ["--preset", args.preset]
+    return argv + _given(args, (*SERVE_FLAGS, *IDLE_FLAGS))
+
+
+def _given(args: argparse.Namespace, flags) -> list[str]:
+    """The config flags given in `args`, as command-line words again."""
+    out: list[str] = []
+    for flag in flags:
+        value = getattr(args, flag.dest, None)
+        if flag.switch is not None:
+            out += [flag.option] if value else []
+        elif value is not None:
+            out += [flag.option, str(value)]
+    return out
 
 
 def guard_argv(args: argparse.Namespace, kind: str) -> list[str]:

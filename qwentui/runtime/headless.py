@@ -10,46 +10,17 @@ ledger row and then, for `poweroff`, runs the command. This module only prints: 
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import time
 from typing import Any, Callable
 
 STOP_NOTE = "Ctrl+C stops now"
 
 
-def add_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("idle watchdog")
-    g.add_argument("--idle-timeout", metavar="DUR", help="stop the engine after this long without any "
-                   "activity, e.g. 30m (default: idle.timeout; turns the watchdog on)")
-    g.add_argument("--idle-action", choices=("stop-engine", "poweroff"),
-                   help="what to do when idle: stop the engine, or stop it and power the box off "
-                   "with idle.poweroff_command (default: idle.action)")
-    g.add_argument("--dry-run", action="store_true", help="print the poweroff command instead of running it")
-
-
-def idle_settings(cfg: Any, args: argparse.Namespace) -> Any:
-    """`cfg.idle` with the serve flags applied; a bad --idle-timeout is a UsageError (exit 2)."""
-    from qwentui.config import parse_duration
-
-    idle, changes = cfg.idle, {}
-    if getattr(args, "idle_timeout", None) is not None:  # "" is an error, not "unset"
-        timeout = parse_duration(args.idle_timeout, "--idle-timeout")
-        changes.update(timeout=timeout, enabled=True)
-        if idle.warn_before >= timeout:  # a short timeout from the command line: warn for its last third
-            changes["warn_before"] = timeout / 3
-    if getattr(args, "idle_action", None):
-        changes["action"] = args.idle_action
-    if getattr(args, "dry_run", False):
-        changes["dry_run"] = True
-    return dataclasses.replace(idle, **changes)
-
-
-def install(session: Any, args: argparse.Namespace) -> "ServeWatch | None":
+def install(session: Any) -> "ServeWatch | None":
     """Watch an engine that serve owns; an attached server is someone else's to stop."""
     if session.sup.attached:
         return None
-    watch = ServeWatch(session, idle_settings(session.cfg, args))
+    watch = ServeWatch(session, session.cfg.idle)
     session.on_tick.append(watch.on_tick)
     session.on_exit.append(watch.on_exit)
     return watch

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import signal
 import sys
 import time
@@ -188,6 +187,7 @@ class ServeSession:
     # ----- the snippet ------------------------------------------------------------------------
 
     def _print_snippet(self) -> None:
+        from qwentui.chat.snippets import snippets
         from qwentui.config import mask_secret
 
         st, sup = self.sup.status, self.sup
@@ -199,11 +199,11 @@ class ServeSession:
         self.say(f"  base URL : {st.base_url}/v1")
         self.say(f"  model    : {sup.served_model}")
         self.say(f"  api key  : {mask_secret(key) + _key_source(self.cfg, key) if key else '(none: loopback only)'}")
-        auth = ' -H "Authorization: Bearer $OPENAI_API_KEY"' if key else ""
-        body = json.dumps({"model": sup.served_model, "messages": [{"role": "user", "content": "Hello"}]})
-        self.say(f"  curl     : curl {st.base_url}/v1/chat/completions -H 'Content-Type: application/json'{auth} -d '{body}'")
-        key_expr = 'os.environ["OPENAI_API_KEY"]' if key else '"none"'
-        self.say(f'  python   : OpenAI(base_url="{st.base_url}/v1", api_key={key_expr})')
+        examples = snippets(st.base_url, sup.served_model, key, thinking=self.cfg.chat.thinking, key_in_env=True)
+        for name in ("curl", "openai"):
+            self.say(f"  {name}:")
+            for line in examples[name].splitlines():
+                self.say(f"    {line}")
         if sup.log_path and not sup.attached:
             self.say(f"  engine log: {sup.log_path}")
         action = "leave the server running" if sup.attached else "stop the engine"

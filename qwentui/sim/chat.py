@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 import uuid
-from typing import TYPE_CHECKING, AsyncIterator, Callable
+from typing import AsyncIterator, Callable
 
 from starlette.requests import Request
 from starlette.background import BackgroundTask
@@ -16,9 +16,7 @@ from qwentui.sim import protocol, textgen
 from qwentui.sim.engine import Aborted, Job
 from qwentui.sim.protocol import ApiError, ChatParams, dumps
 from qwentui.sim.reasoning import Qwen3Detector
-
-if TYPE_CHECKING:
-    from qwentui.sim.server import SimState
+from qwentui.sim.state import SimState
 
 def json_response(obj, status: int = 200) -> Response:
     return Response(dumps(obj), status_code=status, media_type="application/json")
@@ -72,7 +70,7 @@ async def merged(engine, jobs: list[Job]) -> AsyncIterator[tuple[int, str | None
 class ChatRun:
     """One chat request after validation: its jobs (one per choice), reasoning split, framing."""
 
-    def __init__(self, state: "SimState", p: ChatParams) -> None:
+    def __init__(self, state: SimState, p: ChatParams) -> None:
         self.state, self.p = state, p
         args = state.args
         self.thinking = p.template_kwargs.get("enable_thinking") is not False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,13 +14,11 @@ from qwentui.sim import protocol, textgen
 from qwentui.sim.chat import abort_body, json_response, respond, sse
 from qwentui.sim.engine import Aborted, Job
 from qwentui.sim.protocol import ApiError, ChatParams
-
-if TYPE_CHECKING:
-    from qwentui.sim.server import SimState
+from qwentui.sim.state import SimState
 
 
 class CompletionRun:
-    def __init__(self, state: "SimState", p: ChatParams) -> None:
+    def __init__(self, state: SimState, p: ChatParams) -> None:
         self.state, self.p = state, p
         self.prompt_tokens = max(textgen.count_text_tokens(p.prompt or ""), 1)
         max_new = state.fit_context(self.prompt_tokens, p.max_tokens)

@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
+from typing import TYPE_CHECKING, Any
 
 from qwentui.telemetry.na import NA, Maybe, plain
+
+if TYPE_CHECKING:  # imported where used: not on the console's path to its first frame
+    import httpx
 
 MAX_BYTES = 4 * 1024 * 1024
 
@@ -158,6 +158,8 @@ def parse(text: str, *, histograms: bool = True) -> EngineMetrics:
     lines = _relevant_lines(text, _WANTED if histograms else _SCALARS)
     if not lines:
         return EngineMetrics.unavailable(_why_not_metrics(text))
+    from prometheus_client.parser import text_string_to_metric_families  # pulls in http.server: first use
+
     try:
         families = list(text_string_to_metric_families("\n".join(lines) + "\n"))
     except Exception as exc:  # noqa: BLE001 - prometheus_client raises ValueError/IndexError/...
@@ -210,6 +212,8 @@ def _build(samples: Any) -> EngineMetrics:
 
 
 def _http_failure(exc: Exception, timeout: float) -> str:
+    import httpx
+
     if isinstance(exc, (httpx.TimeoutException, asyncio.TimeoutError)):
         return f"timed out after {timeout:g}s"
     if isinstance(exc, httpx.ConnectError):

@@ -295,6 +295,30 @@ class Nvml:
                 return []
             return [s["name"] for s in self._static]
 
+    def inventory(self) -> "GpuReport":
+        """Names, total memory and compute capability of every GPU (preset choice, doctor).
+        Never raises: no NVML, no GPU and errors are states."""
+        with self._lock:
+            try:
+                failure = self._ensure_init()
+                if failure is not None:
+                    return GpuReport(failure.status, message=failure.message)
+                gpus = tuple(self._info(i) for i in range(len(self._handles)))
+                cuda = self._query("nvmlSystemGetCudaDriverVersion", default=None)
+            except Exception as exc:  # noqa: BLE001 - a lost GPU must not crash the caller
+                return GpuReport("error", message=f"NVML error: {exc}")
+        driver = "" if self._driver is NA else str(self._driver)
+        cuda_text = f"{int(cuda) // 1000}.{int(cuda) % 1000 // 10}" if isinstance(cuda, int) else ""
+        return GpuReport("ok" if gpus else "no-gpu", gpus, driver, cuda_text, "" if gpus else "NVML sees no GPU")
+
+    def _info(self, index: int) -> "GpuInfo":
+        static, handle = self._static[index], self._handles[index]
+        mem = self._query("nvmlDeviceGetMemoryInfo", handle) if handle is not None else NA
+        if mem is NA:
+            raise RuntimeError(static.get("message") or f"cannot read the memory of GPU {index}")
+        cc = self._query("nvmlDeviceGetCudaComputeCapability", handle, default=None)
+        return GpuInfo(index, static["name"], int(mem.total), tuple(cc) if cc is not None else None)
+
     # -- one device ----------------------------------------------------------------
     def _read(self, index: int, want_procs: bool) -> tuple[GpuSample, Any]:
         """(sample without engine attribution, compute processes or NA)."""
@@ -380,50 +404,13 @@ class GpuReport:
     message: str = ""
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 def probe(nvml: Any = None) -> GpuReport:
-    """Read the GPUs through pynvml (or an injected stand-in with the same functions)."""
-    if nvml is None:
-        try:
-            import pynvml as nvml
-        except ImportError as exc:
-            return GpuReport("no-nvml", message=f"pynvml not importable: {exc}")
+    """One inventory through the gateway (`nvml`: pynvml or a stand-in with its names)."""
+    gateway = Nvml(nvml)
     try:
-        nvml.nvmlInit()
-    except Exception as exc:  # noqa: BLE001 - NVMLError_LibraryNotFound, driver missing, ...
-        return GpuReport("no-nvml", message=f"NVML unavailable: {exc}")
-    try:
-        return _read(nvml)
-    except Exception as exc:  # noqa: BLE001 - a lost GPU must not crash the caller
-        return GpuReport("error", message=f"NVML error: {exc}")
+        return gateway.inventory()
     finally:
-        try:
-            nvml.nvmlShutdown()
-        except Exception:  # noqa: BLE001
-            pass
-
-
-def _read(nvml: Any) -> GpuReport:
-    driver = _text(nvml.nvmlSystemGetDriverVersion())
-    try:
-        raw = int(nvml.nvmlSystemGetCudaDriverVersion())
-        cuda = f"{raw // 1000}.{raw % 1000 // 10}"
-    except Exception:  # noqa: BLE001 - older drivers lack the call
-        cuda = ""
-    gpus = []
-    for index in range(int(nvml.nvmlDeviceGetCount())):
-        handle = nvml.nvmlDeviceGetHandleByIndex(index)
-        try:
-            cc = tuple(nvml.nvmlDeviceGetCudaComputeCapability(handle))
-        except Exception:  # noqa: BLE001
-            cc = None
-        gpus.append(GpuInfo(index, _text(nvml.nvmlDeviceGetName(handle)),
-                            int(nvml.nvmlDeviceGetMemoryInfo(handle).total), cc))
-    status = "ok" if gpus else "no-gpu"
-    return GpuReport(status, tuple(gpus), driver, cuda, "" if gpus else "NVML sees no GPU")
+        gateway.close()
 
 
 def detect_gpu_name(nvml: Any = None) -> str | None:

@@ -22,14 +22,15 @@ import inspect
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable, Iterable
-
-import httpx
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from qwentui.telemetry.host import Host, HostSample
 from qwentui.telemetry.metrics import EngineMetrics, scrape
 from qwentui.telemetry.na import NA, Maybe, plain
 from qwentui.telemetry.nvml import Nvml, NvmlSnapshot, simulated_snapshot
+
+if TYPE_CHECKING:  # imported where used: not on the console's path to its first frame
+    import httpx
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,8 @@ class Sampler:
         if self._failures and self._mono() < self._retry_at:
             return self._last_metrics
         if self._client is None:
+            import httpx  # first scrape: not before an engine runs (keeps it off the first frame)
+
             self._client = httpx.AsyncClient(trust_env=False)  # loopback: never via a proxy
         with_hist = self._scrapes % _HISTOGRAM_EVERY == 0 or not self._last_metrics.available
         metrics = await scrape(self._client, url, timeout=self._timeout, histograms=with_hist)

@@ -26,6 +26,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 
 from qwentui.chat.client import ChatClient
+from qwentui.chat.conversation import Turn
 from qwentui.config import Config, format_duration
 from qwentui.cost.answers import AnswerCost, cost_text, requests_now
 from qwentui.engine.status import EngineState, EngineStatus
@@ -519,10 +520,12 @@ class QwentuiApp(App):
     # ------------------------------------------------------------------ the guard (or runtime)
 
     def start_runtime(self) -> None:
-        """Mount the GPU and cost panes and run the runtime loop (no-op without a runtime)."""
-        rt = self.runtime
-        if rt is None:
-            return
+        """Mount the GPU and cost panes and follow the guard (or runtime), after the first
+        frame: it is ~0.1 s of work nobody sees before the chat pane. No-op without one."""
+        if self.runtime is not None:
+            self.call_after_refresh(self._start_runtime_now)
+
+    def _start_runtime_now(self) -> None:
         self._mount_panes()
         self._follow_runtime()
 
@@ -683,24 +686,16 @@ class QwentuiApp(App):
             latest = self.runtime.latest
             self._answer_cost = AnswerCost(time.time(), latest.cost.rate_per_hour if latest else None)
 
-    def runtime_request_ended(self, turn: Any) -> None:
+    def runtime_request_ended(self, turn: Turn) -> None:
         if self.runtime is None:
             return
-        hit = self._cached_client is not None and self._cached_client.last_hit
-        if hit:
-            self._cached_client.last_hit = False
-            self._mark_cached()
-        usage = getattr(turn, "usage", None)
-        reached = not hit and (turn.status != "failed" or bool(turn.content or turn.reasoning))
+        usage = turn.usage
         self.runtime.console_finished(usage.prompt_tokens if usage else 0,
-                                      usage.completion_tokens if usage else 0, counted=reached)
+                                      usage.completion_tokens if usage else 0, counted=turn.reached_engine)
         answer, self._answer_cost = self._answer_cost, None
-        if reached and answer is not None:
+        if turn.reached_engine and answer is not None:
             self._edit_stats(lambda text: f"{text} · {cost_text(answer.cost(time.time()), self.cfg.cost.currency)}"
                              if answer.price is not None else text)
-
-    def _mark_cached(self) -> None:
-        self._edit_stats(lambda text: f"⚡ cached · {text}")
 
     def _edit_stats(self, edit: Any) -> None:
         """Rewrite the last answer's stats line."""

@@ -1,14 +1,11 @@
 """F7: how to reach the engine from other programs — curl, openai SDK, LangChain, env vars.
 
 The screen shows the API key masked; only what is copied (OSC 52) or saved carries it.
-Thinking is switched through `chat_template_kwargs` (SGLang ignores a top-level
-`enable_thinking`; see contracts/sglang.md §3).
+The examples are built in `qwentui.chat.snippets` (serve prints the same ones).
 """
 
 from __future__ import annotations
 
-import json
-import shlex
 from datetime import datetime
 from pathlib import Path
 
@@ -17,61 +14,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Static, TabbedContent, TabPane
 
+from qwentui.chat.snippets import snippets
 from qwentui.config import mask_secret
 from qwentui.ui.screens.base import OperatorScreen
 from qwentui.ui.dialogs.save import SaveDialog
 
 TABS = (("curl", "curl", "bash"), ("openai", "openai SDK", "python"),
         ("langchain", "LangChain", "python"), ("env", "env vars", "bash"))
-
-
-def _curl(base: str, model: str, key: str, thinking: bool) -> str:
-    body = {"model": model, "messages": [{"role": "user", "content": "Hello!"}],
-            "chat_template_kwargs": {"enable_thinking": thinking}}
-    auth = f"  -H {shlex.quote('Authorization: Bearer ' + key)} \\\n" if key else ""
-    return (f"curl {base}/v1/chat/completions \\\n"
-            f"  -H 'Content-Type: application/json' \\\n{auth}"
-            f"  -d {shlex.quote(json.dumps(body))}\n")
-
-
-def _openai(base: str, model: str, key: str, thinking: bool) -> str:
-    return (f"from openai import OpenAI\n\n"
-            f"client = OpenAI(base_url={base + '/v1'!r}, api_key={key or 'EMPTY'!r})\n"
-            f"r = client.chat.completions.create(\n"
-            f"    model={model!r},\n"
-            f"    messages=[{{'role': 'user', 'content': 'Hello!'}}],\n"
-            f"    # Qwen3 thinking on/off: SGLang reads it from chat_template_kwargs\n"
-            f"    extra_body={{'chat_template_kwargs': {{'enable_thinking': {thinking}}}}},\n"
-            f")\n"
-            f"msg = r.choices[0].message\n"
-            f"print(getattr(msg, 'reasoning_content', None))  # the thinking, if on\n"
-            f"print(msg.content)\n")
-
-
-def _langchain(base: str, model: str, key: str, thinking: bool) -> str:
-    return (f"from langchain_openai import ChatOpenAI\n\n"
-            f"llm = ChatOpenAI(\n"
-            f"    base_url={base + '/v1'!r},\n"
-            f"    api_key={key or 'EMPTY'!r},\n"
-            f"    model={model!r},\n"
-            f"    extra_body={{'chat_template_kwargs': {{'enable_thinking': {thinking}}}}},\n"
-            f")\n"
-            f"print(llm.invoke('Hello!').content)\n")
-
-
-def _env(base: str, model: str, key: str, thinking: bool) -> str:
-    return (f"export OPENAI_BASE_URL={shlex.quote(base + '/v1')}\n"
-            f"export OPENAI_API_KEY={shlex.quote(key or 'EMPTY')}\n"
-            f"export OPENAI_MODEL={shlex.quote(model)}\n")
-
-
-_BUILDERS = {"curl": _curl, "openai": _openai, "langchain": _langchain, "env": _env}
-
-
-def snippets(base_url: str, model: str, api_key: str, *, thinking: bool = True) -> dict[str, str]:
-    """Each example as text, keyed like TABS."""
-    base = base_url.rstrip("/")
-    return {name: build(base, model, api_key, thinking) for name, build in _BUILDERS.items()}
 
 
 class SnippetScreen(OperatorScreen):

@@ -162,7 +162,7 @@ class ChatPane(Vertical):
             turn = self.conversation.update(
                 index, content=answer.content_text, reasoning=answer.reasoning_text, status=status, error=error,
                 finish_reason=answer.finish_reason, usage=answer.usage, seconds=answer.seconds,
-                tokens_per_s=answer.tokens_per_s)
+                tokens_per_s=answer.tokens_per_s, cached=answer.cached)
             self.busy = False
             self.post_message(self.RequestEnded(turn))
 

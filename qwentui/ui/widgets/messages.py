@@ -13,7 +13,7 @@ from textual.containers import Vertical
 from textual.timer import Timer
 from textual.widgets import Collapsible, Static
 
-from qwentui.chat.client import ContentDelta, Event, Finished, ReasoningDelta, Usage
+from qwentui.chat.client import Collector, ContentDelta, Event, ReasoningDelta, Usage
 from qwentui.chat.conversation import DONE, FAILED, STOPPED, STREAMING
 from qwentui.ui.widgets.segments import SegmentedText, render_markdown, render_plain
 
@@ -73,8 +73,7 @@ class AssistantMessage(Vertical):
         self.chunks = 0
         self.first_at: float | None = None
         self.last_at: float | None = None
-        self.usage: Usage | None = None
-        self.finish_reason = ""
+        self.collected = Collector(timed=False)  # usage, finish reason, cache hit: the chat layer's reading
         self._clock = clock
         self._reasoning = SegmentedText(render_plain, id="reasoning-body")
         self._answer = SegmentedText(render_markdown, id="answer")
@@ -98,18 +97,28 @@ class AssistantMessage(Vertical):
     def content_text(self) -> str:
         return self._answer.text
 
+    @property
+    def usage(self) -> Usage | None:
+        return self.collected.usage
+
+    @property
+    def finish_reason(self) -> str:
+        return self.collected.finish_reason
+
+    @property
+    def cached(self) -> bool:
+        """A CacheHit came first: the prompt cache answered, not the engine."""
+        return self.collected.cached
+
     # -- called by the chat pane's worker, once per event: buffering only
     def feed(self, event: Event) -> None:
+        self.collected.add(event)
         if isinstance(event, (ReasoningDelta, ContentDelta)):
             now = self._clock()
             self.first_at = now if self.first_at is None else self.first_at
             self.last_at = now
             self.chunks += 1
             (self._reasoning if isinstance(event, ReasoningDelta) else self._answer).append(event.text)
-        elif isinstance(event, Usage):
-            self.usage = event
-        elif isinstance(event, Finished):
-            self.finish_reason = event.reason
 
     # -- per frame
     async def flush(self, final: bool = False) -> None:
@@ -154,6 +163,8 @@ class AssistantMessage(Vertical):
             reasoning.title = "Reasoning" + (f" ({count})" if count else "")
         stats = format_stats(tokens=self.tokens, approx=self.usage is None, seconds=self.seconds,
                              usage=self.usage, finish_reason=self.finish_reason)
+        if self.cached:
+            stats = f"⚡ cached · {stats}"
         if status == STOPPED:
             stats = f"■ stopped · {stats}"
         elif status == FAILED:

@@ -13,7 +13,6 @@ import re
 from collections.abc import Callable
 
 from rich.console import RenderableType
-from rich.markdown import Markdown as RichMarkdown
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -75,7 +74,9 @@ def _close(segment: str, fence: str) -> str:
 
 
 def render_markdown(text: str) -> RenderableType:
-    return RichMarkdown(text, code_theme="monokai", hyperlinks=True)
+    from rich.markdown import Markdown  # ~90 ms of markdown-it: not before the first answer
+
+    return Markdown(text, code_theme="monokai", hyperlinks=True)
 
 
 def render_plain(text: str) -> RenderableType:
