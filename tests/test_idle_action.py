@@ -140,22 +140,6 @@ async def test_dry_run_prints_instead_of_running(events, tmp_path):
     assert not (tmp_path / "marker").exists()
 
 
-async def test_confirmation_can_cancel(events, tmp_path):
-    seen = []
-
-    async def confirm(argv) -> bool:
-        seen.append(list(argv))
-        return False
-
-    runner = ActionRunner(FakeSupervisor(events), action="poweroff", poweroff_command=marker_command(tmp_path),
-                          confirm=confirm)
-    result = await runner.run("idle")
-    assert result.ok and result.cancelled and not result.ran and result.engine_stopped
-    assert result.message == "poweroff cancelled; engine stopped"
-    assert seen == [marker_command(tmp_path)]
-    assert not (tmp_path / "marker").exists()
-
-
 async def test_engine_stop_failure_is_reported(events):
     runner = ActionRunner(FakeSupervisor(events, fail="engine did not exit"))
     result = await runner.run("idle")
