@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from qwentui.errors import UsageError
+
+if TYPE_CHECKING:
+    from decimal import Decimal
 
 
 def register(sub: argparse._SubParsersAction) -> None:
