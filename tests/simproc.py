@@ -28,6 +28,18 @@ READY_LINE = "The server is fired up and ready to roll!"
 
 
 @dataclass
+
+def terminate(proc: subprocess.Popen, timeout: float) -> int:
+    """SIGTERM, wait up to `timeout`, then SIGKILL; the exit status (negative = that signal)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
 class SimProc:
     proc: subprocess.Popen
     port: int
@@ -107,13 +119,7 @@ class SimProc:
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM, wait, SIGKILL; returns the exit status (negative = killed by that signal)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, timeout)
         try:  # nothing of the group may outlive the test (the child normally dies by PDEATHSIG)
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):

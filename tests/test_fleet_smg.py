@@ -22,7 +22,7 @@ import pytest
 
 from qwentui.engine import gateway
 from tests.conftest import free_port
-from tests.simproc import running_sim
+from tests.simproc import running_sim, terminate
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(gateway.find_smg() is None, reason="smg not installed: pip install 'qwentui[fleet]'")]
@@ -52,14 +52,7 @@ class Fleet:
             return []
 
     def stop(self, timeout: float = 20.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return terminate(self.proc, timeout)
 
 
 def start_fleet(tmp_path: Path, urls: list[str], *extra: str) -> Fleet:
