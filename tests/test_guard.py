@@ -221,7 +221,8 @@ def test_batch_uses_the_guards_engine_and_holds_it_alive(port, tmp_path):
         engine = g.state()["engine"]["pid"]
         src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
         src.write_text("".join(json.dumps({"id": i, "prompt": f"hi {i}", "max_tokens": 8}) + "\n" for i in range(3)))
-        done = qwentui("batch", str(src), "-o", str(out), "--demo", "--port", str(port), timeout=120)
+        done = qwentui("batch", str(src), "-o", str(out), "--demo", "--port", str(port), "--then", "keep",
+                       timeout=120)
         assert done.returncode == 0, done.stderr
         assert "using the guard's engine" in done.stderr + done.stdout
         assert len(out.read_text().splitlines()) == 3

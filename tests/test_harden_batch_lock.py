@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 
 import pytest
 
@@ -58,20 +57,23 @@ def test_two_batches_on_the_same_out_never_interleave(tmp_path, capsys):
     assert port_is_free(port)
 
 
-def test_a_batch_never_stops_an_engine_it_did_not_start(tmp_path, capsys):
+def test_a_batch_stops_a_guards_engine_only_through_the_guard(tmp_path, capsys):
     port = free_port()
     cfg = slow_config(tmp_path, port)
     serve = cliproc.start(tmp_path, "--config", cfg, "serve", name="serve")
     try:
         serve.wait_for("Ctrl+C to")
-        for then in ("stop", "keep"):
+        for then in ("keep", "stop"):
             code = main(["--config", cfg, "batch", prompts(tmp_path, 2), "-o", str(tmp_path / f"{then}.jsonl"),
                          "--then", then])
             err = capsys.readouterr().err
             assert code == 0 and "using the guard's engine" in err, err  # `serve` is a guard
-            assert not port_is_free(port) and serve.proc.poll() is None  # still serving
-        serve.signal(signal.SIGTERM)
-        assert serve.finish() == 0
+            if then == "keep":
+                assert not port_is_free(port) and serve.proc.poll() is None  # still serving
+        # --then stop: the guard stopped its engine itself; a foreground serve ends with its engine
+        assert "the guard's engine stopped (batch-done); the foreground 'qwentui serve' ends with it" in err, err
+        assert serve.finish() == 0 and port_is_free(port)
+        assert "engine stopped through the control API (batch-done)" in serve.stdout(), serve.stdout()
     finally:
         serve.kill()
 

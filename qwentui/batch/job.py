@@ -5,7 +5,9 @@ included: attach to a given server, reuse one already answering on the configure
 port, or start one (and stop it after, unless `--then keep`). `--then poweroff` runs
 `idle.poweroff_command` only after the engine stopped and the ledger session is closed;
 it runs when the batch ended on its own (also with failed requests: their lines say
-so and `--resume` redoes them) and never after Ctrl+C.
+so and `--resume` redoes them) and never after Ctrl+C. On a guard's engine the guard
+does it: `stop` stops its engine (the guard stays), `poweroff` is its stop → close its
+ledger row → power off (POST /guard/poweroff).
 """
 
 from __future__ import annotations
@@ -412,7 +414,10 @@ class BatchJob:
         reason = "signal" if stopped_early else "crash" if engine.problem() else "batch-done"
         if not engine.owned and engine.supervisor is not None:
             await engine.supervisor.stop(reason)  # attached: only stops watching, never the server
-        if then == "poweroff" or (then == "stop" and engine.owned):
+        if engine.guard is not None:  # the guard's engine, row and box: it acts, never after Ctrl+C
+            book.close_ledger(reason)
+            ok = stopped_early or then == "keep" or await self._guard_then(then, engine.guard, reason)
+        elif then == "poweroff" or (then == "stop" and engine.owned):
             ok = await self._then_action(then, engine, book, reason)
         else:
             book.close_ledger(reason)
@@ -445,6 +450,35 @@ class BatchJob:
         if outcome.hint:
             self.say(f"hint: {outcome.hint}")
         return outcome.ok
+
+    async def _guard_then(self, then: str, guard: Any, reason: str) -> bool:
+        """`--then stop|poweroff` on the guard's engine: the guard stops it (and closes its ledger
+        row, and runs the poweroff command) itself; one line says what happened."""
+        timeout = self.cfg.engine.stop_grace + 30
+        try:
+            if then == "stop":
+                state = await asyncio.to_thread(guard.stop_engine, reason, timeout)
+                after = ("the guard keeps running: 'qwentui' or F5 starts it again" if state["guard"]["stays"]
+                         else "the foreground 'qwentui serve' ends with it")
+                self.say(f"the guard's engine stopped ({state['engine']['stop_reason'] or reason}); {after}")
+                return True
+            answer = await asyncio.to_thread(guard.power_off, reason, self.cfg.idle.poweroff_command,
+                                             dry_run=self.opts.dry_run or self.cfg.idle.dry_run,
+                                             timeout=timeout + 90)
+        except QwentuiError as exc:
+            what = "the guard's engine was not stopped" if then == "stop" else "the box was not powered off"
+            self.say(f"{what}: {exc.message}")
+            return False
+        return self._powered_off(answer, reason)
+
+    def _powered_off(self, answer: dict, reason: str) -> bool:
+        if not answer.get("ok"):
+            self.say(f"the guard could not power off: {answer.get('message') or answer.get('error')}")
+        else:
+            self.say(f"the guard stopped its engine ({reason}), closed its ledger row; {answer.get('message')}")
+        if answer.get("hint"):
+            self.say(f"hint: {answer['hint']}")
+        return bool(answer.get("ok"))
 
     def _keep(self, engine: EngineHandle) -> None:
         try:

@@ -10,6 +10,8 @@
     POST /activity         {"source": "batch", "seconds": 60}: activity lease
     POST /cache/hit        {"saved_tokens": N}: a console's prompt-cache hit, for the ledger
     POST /guard/stop
+    POST /guard/poweroff   {"reason", "command", "dry_run"}: stop the engine, close the ledger
+                           row, run the poweroff command once; answers when done (batch --then)
 
 Every response carries `X-Qwentui-Version`. A peer whose uid is not ours (SO_PEERCRED)
 gets 403 before its request is read; the socket file is 0600 in a 0700 dir anyway.
@@ -19,12 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import socket
 import struct
 from pathlib import Path
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, AsyncIterator, Awaitable, Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -44,7 +47,7 @@ class Control(Protocol):
     def log_tail(self, lines: int) -> dict[str, Any]: ...
     def history(self) -> list[Any]: ...
     def connect_info(self) -> dict[str, Any]: ...
-    def command(self, name: str, body: dict[str, Any]) -> dict[str, Any]: ...
+    def command(self, name: str, body: dict[str, Any]) -> dict[str, Any] | Awaitable[dict[str, Any]]: ...
     def console_attached(self, delta: int) -> None: ...
 
 
@@ -95,7 +98,7 @@ def _sse(kind: str, data: Any) -> bytes:
 
 
 COMMANDS = ("idle/snooze", "idle/disable", "idle/enable", "idle/stop-now", "engine/start", "engine/stop",
-            "engine/restart", "activity", "cache/hit", "guard/stop")
+            "engine/restart", "activity", "cache/hit", "guard/stop", "guard/poweroff")
 
 
 def build_app(control: Control, hub: EventHub) -> Starlette:
@@ -146,6 +149,8 @@ def build_app(control: Control, hub: EventHub) -> Starlette:
         if not isinstance(body, dict):
             return reply({"ok": False, "error": "the body must be a JSON object"}, 400)
         result = control.command(name, body)
+        if inspect.isawaitable(result):  # a command that answers when it is done (guard/poweroff)
+            result = await result
         return reply(result, 200 if result.get("ok", True) else 409)
 
     routes = [Route("/state", state), Route("/log", log), Route("/history", history),

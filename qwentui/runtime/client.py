@@ -22,6 +22,7 @@ from qwentui.runtime.place import GuardPlace, place
 BASE = "http://guard"
 VERSION_HEADER = "X-Qwentui-Version"  # on every answer of the control API
 CLIENT_HEADER = "X-Qwentui-Client"  # "console" on a console's /events stream
+STOPPED = ("stopped", "crashed")  # engine states in which nothing runs
 
 
 class NoGuard(QwentuiError):
@@ -106,7 +107,7 @@ class GuardClient:
         returns `/connect`. QwentuiError when it crashes or stays not ready."""
         deadline = time.monotonic() + timeout
         engine = self.state()["engine"]
-        if engine["state"] in ("stopped", "crashed"):
+        if engine["state"] in STOPPED:
             self.command("engine/start")
         while engine["state"] != "ready":
             if time.monotonic() > deadline:
@@ -116,6 +117,30 @@ class GuardClient:
             if engine["state"] == "crashed":
                 raise QwentuiError(f"the guard's engine crashed: {engine.get('error') or 'see its log'}")
         return self.connect_info()
+
+    def stop_engine(self, reason: str, timeout: float) -> dict[str, Any]:
+        """Ask the guard to stop its engine (its ledger row records `reason`) and wait until it
+        has; returns `/state` then. QwentuiError when it refuses or takes too long."""
+        state = self.state()
+        if state["engine"]["state"] not in STOPPED:
+            answer = self.command("engine/stop", {"reason": reason})
+            state = self.state()
+            if not answer.get("ok", True) and state["engine"]["state"] not in STOPPED:
+                raise QwentuiError(f"the guard refused: {answer.get('error') or 'no reason given'}")
+        deadline = time.monotonic() + timeout
+        while state["engine"]["state"] not in STOPPED:
+            if time.monotonic() > deadline:
+                raise QwentuiError(f"the guard's engine did not stop within {timeout:g}s "
+                                   f"({state['engine']['state']})")
+            time.sleep(0.2)
+            state = self.state()
+        return state
+
+    def power_off(self, reason: str, command: list[str], *, dry_run: bool, timeout: float) -> dict[str, Any]:
+        """Ask the guard to stop its engine, close its ledger row and run `command` once; answers
+        when that is done: {"ok", "message", "error", "hint", ...}, ok false when it refused or failed."""
+        body = {"reason": reason, "command": list(command), "dry_run": dry_run}
+        return self._call("POST", "/guard/poweroff", body, timeout=timeout)
 
     async def hold_activity(self, source: str = "batch", every: float = 20.0) -> None:
         """Keep an activity lease (batch running) until cancelled; then release it."""

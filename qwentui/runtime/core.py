@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 from qwentui.cost.activity import ActivityRecorder
 from qwentui.cost.billing import BoundaryHold
@@ -425,11 +425,26 @@ class Runtime:
         self.poke()
         return result
 
-    def _end_session(self, reason: str) -> None:
+    async def power_off(self, reason: str, command: Sequence[str], *, dry_run: bool) -> ActionResult:
+        """A batch's `--then poweroff` on the guard's engine: stop it → close the row and the
+        ledger → run `command`, once; the watchdog's own action stays armed for a restart."""
+        runner = ActionRunner(self.supervisor, action="poweroff", poweroff_command=command, dry_run=dry_run,
+                              close_ledger=lambda why: self._end_session(why, final=True), print_fn=self._say)
+        self._action_task = asyncio.ensure_future(runner.run(reason))
+        result = await asyncio.shield(self._action_task)
+        self.last_action = result
+        self.poke()
+        return result
+
+    def acting(self) -> bool:
+        """An idle/budget action or a poweroff is under way."""
+        return self._action_task is not None and not self._action_task.done()
+
+    def _end_session(self, reason: str, *, final: bool = False) -> None:
         """ActionRunner's close_ledger: the row is final before any poweroff command runs."""
         if self.meter.engine_running:
             self.meter.engine_stopped(reason if reason in LEDGER_REASONS else "user")
-        if self.idle_cfg.action == "poweroff" and self.ledger is not None:
+        if (final or self.idle_cfg.action == "poweroff") and self.ledger is not None:
             self.activity.flush()
             self.ledger.close()  # flushed and closed: the box may go down next
             self.ledger, self.meter.ledger, self._ledger_final = None, None, True

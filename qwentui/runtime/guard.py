@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from qwentui import __version__
 from qwentui.config import Config
+from qwentui.cost.ledger import STOP_REASONS as LEDGER_REASONS
 from qwentui.errors import QwentuiError
 from qwentui.runtime.api import ApiServer, EventHub, bind_socket, build_app
 from qwentui.runtime.place import GuardLock, GuardPlace, place
@@ -244,14 +245,49 @@ class Guard:
         return {"ok": True}
 
     def _cmd_engine_stop(self, body: dict) -> dict:
+        reason = body.get("reason") or "user"
+        if reason not in LEDGER_REASONS:
+            return {"ok": False, "error": _bad_reason(reason)}
         if not self.sup.status.running:
             return {"ok": False, "error": "the engine is not running"}
-        self._background(self._engine_op(self.sup.stop("user")))
+        self._background(self._engine_op(self.sup.stop(reason)))
         return {"ok": True}
 
     def _cmd_guard_stop(self, body: dict) -> dict:
         self.session.request_stop(str(body.get("reason") or "user"))
         return {"ok": True, "pid": os.getpid()}
+
+    def _cmd_guard_poweroff(self, body: dict) -> Any:
+        """Stop the engine, close the ledger row, run the poweroff command once; answers when done."""
+        reason, command = body.get("reason") or "batch-done", body.get("command", list(self.idle_cfg.poweroff_command))
+        dry_run = body.get("dry_run", False)
+        problem = (_bad_reason(reason) if reason not in LEDGER_REASONS
+                   else "command must be a non-empty list of strings" if not _argv(command)
+                   else "dry_run must be true or false" if not isinstance(dry_run, bool)
+                   else "an engine stop or poweroff is already under way" if self.runtime.acting() else None)
+        if problem is None:
+            from qwentui.idle.actions import check_poweroff
+
+            try:
+                check_poweroff(command)
+            except QwentuiError as exc:
+                problem = exc.message
+        if problem:
+            return {"ok": False, "error": problem}
+        return self._power_off(reason, command, dry_run or self.idle_cfg.dry_run)
+
+    async def _power_off(self, reason: str, command: list[str], dry_run: bool) -> dict:
+        self.session.hold_open(+1)
+        try:
+            result = await self.runtime.power_off(reason, command, dry_run=dry_run)
+        finally:
+            self.session.hold_open(-1)
+        self.session.say(f"{reason}: {result.message}")
+        self.hub.publish("notice", {"text": result.message, "severity": "information" if result.ok else "error",
+                                    "title": "Power off"})
+        return {"ok": result.ok, "message": result.message, "error": result.error, "hint": result.hint,
+                "ran": result.ran, "dry_run": result.dry_run, "command": list(result.command),
+                "engine_stopped": result.engine_stopped, "ledger_closed": result.ledger_closed}
 
     def _background(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -267,6 +303,14 @@ class Guard:
                                         "severity": "error"})
         finally:
             self.session.hold_open(-1)
+
+
+def _bad_reason(reason: Any) -> str:
+    return f"reason must be one of {', '.join(LEDGER_REASONS)}, not {reason!r}"
+
+
+def _argv(command: Any) -> bool:
+    return isinstance(command, list) and bool(command) and all(isinstance(a, str) and a for a in command)
 
 
 def _idle_part(snap: Any, idle_cfg: Any) -> dict[str, Any]:

@@ -154,6 +154,8 @@ class ServeSession:
             return
         if st.state.value == "crashed":
             self._report_failure(f"engine crashed: {st.error}", st.hint)
+        elif st.state.value == "stopped" and not self._stop.is_set() and st.stop_reason not in (None, "external"):
+            self.say(f"engine stopped through the control API ({st.stop_reason})")  # e.g. batch --then stop
         elif st.state.value == "stopped" and not self._stop.is_set():
             self.say(f"engine exited on its own: {st.error or st.stop_reason}")
 
