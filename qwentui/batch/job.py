@@ -458,9 +458,10 @@ class BatchJob:
         try:
             if then == "stop":
                 state = await asyncio.to_thread(guard.stop_engine, reason, timeout)
-                after = ("the guard keeps running: 'qwentui' or F5 starts it again" if state["guard"]["stays"]
+                after = ("the guard keeps running: 'qwentui' or F5 starts it again" if state and state["guard"]["stays"]
                          else "the foreground 'qwentui serve' ends with it")
-                self.say(f"the guard's engine stopped ({state['engine']['stop_reason'] or reason}); {after}")
+                why = state["engine"]["stop_reason"] if state else None
+                self.say(f"the guard's engine stopped ({why or reason}); {after}")
                 return True
             answer = await asyncio.to_thread(guard.power_off, reason, self.cfg.idle.poweroff_command,
                                              dry_run=self.opts.dry_run or self.cfg.idle.dry_run,

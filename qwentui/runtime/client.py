@@ -118,9 +118,10 @@ class GuardClient:
                 raise QwentuiError(f"the guard's engine crashed: {engine.get('error') or 'see its log'}")
         return self.connect_info()
 
-    def stop_engine(self, reason: str, timeout: float) -> dict[str, Any]:
+    def stop_engine(self, reason: str, timeout: float) -> dict[str, Any] | None:
         """Ask the guard to stop its engine (its ledger row records `reason`) and wait until it
-        has; returns `/state` then. QwentuiError when it refuses or takes too long."""
+        has; returns `/state` then, None when the guard ended with it (a foreground serve).
+        QwentuiError when it refuses or takes too long."""
         state = self.state()
         if state["engine"]["state"] not in STOPPED:
             answer = self.command("engine/stop", {"reason": reason})
@@ -133,7 +134,10 @@ class GuardClient:
                 raise QwentuiError(f"the guard's engine did not stop within {timeout:g}s "
                                    f"({state['engine']['state']})")
             time.sleep(0.2)
-            state = self.state()
+            try:
+                state = self.state()
+            except NoGuard:  # the stop was accepted; a guard that ends takes its engine along
+                return None
         return state
 
     def power_off(self, reason: str, command: list[str], *, dry_run: bool, timeout: float) -> dict[str, Any]:
