@@ -27,8 +27,6 @@ MODEL = "Qwen/Qwen3-1.7B"
 READY_LINE = "The server is fired up and ready to roll!"
 
 
-@dataclass
-
 def terminate(proc: subprocess.Popen, timeout: float) -> int:
     """SIGTERM, wait up to `timeout`, then SIGKILL; the exit status (negative = that signal)."""
     if proc.poll() is None:
@@ -40,6 +38,8 @@ def terminate(proc: subprocess.Popen, timeout: float) -> int:
             proc.wait()
     return proc.returncode
 
+
+@dataclass
 class SimProc:
     proc: subprocess.Popen
     port: int
