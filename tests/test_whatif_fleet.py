@@ -142,11 +142,16 @@ def test_worker_replays_its_own_activity_at_its_price(fleet_ledger, capsys):
     data, err = what_if(capsys, "--worker", A + "/", "--cold-start", "1m", "--timeouts", "5m,never")
     assert err == "" and data["intervals"] == 3 and data["price_per_hour"] == 2.5
     assert data["current_timeout_s"] is None  # idle.timeout is this box's setting, not the worker's
+    assert [r["timeout_s"] for r in data["rows"]] == [300.0, None]  # this box's 30m is not added
     five = data["rows"][0]  # three periods: 1 min cold start + busy + 5 min each
     assert five["cold_starts"] == 3 and five["billed_hours"] == round((3 * 6 + 30 + 10 + 1) / 60, 4)
     assert five["cost"] == pytest.approx(five["billed_hours"] * 2.5, abs=1e-4)
     data, _ = what_if(capsys, "--worker", A, "--cold-start", "1m", "--price", "4")
     assert data["price_per_hour"] == 4.0
+    assert cli.main(["report", "--what-if", "--month", "2025-04", "--worker", A, "--cold-start", "1m",
+                     "--timeouts", "15m,never"]) == 0
+    table = capsys.readouterr().out
+    assert f"worker {A}" in table and "¥2.5/h" in table and "cheapest" in table and "current" not in table
 
 
 def test_worker_price_from_fleet_prices_when_no_session_in_the_period(capsys, tmp_path):

@@ -226,11 +226,10 @@ def run_what_if(args: argparse.Namespace, cfg, now: float, tz=None) -> int:
         if cold is None:
             raise UsageError("no measured cold start in the ledger yet: pass --cold-start DURATION")
     price = _price(args, cfg, rows, worker)
-    # idle.timeout is this box's: a worker's own timeout is its box's setting, unknown here
-    current = None if not cfg.idle.enabled or worker else int(round(cfg.idle.timeout * 1000))
+    current = None if not cfg.idle.enabled else int(round(cfg.idle.timeout * 1000))
     result = whatif.run(spans, timeouts, cold_start_ms=int(round(cold * 1000)), billing=billing,
-                        price=price, window=window, current_ms=current,
-                        max_cold_starts_per_day=args.max_cold_starts_per_day)
+                        price=price, window=window, current_ms=current, current_known=worker is None,
+                        max_cold_starts_per_day=args.max_cold_starts_per_day)  # idle.timeout is this box's
     currency = rows[-1].currency if rows else cfg.cost.currency
     if args.format == "json":
         sys.stdout.write(whatif.render_json(result))
