@@ -7,13 +7,14 @@ started with its output on pipes/files (never pytest's) and stopped in a fixture
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, redirect_stdout
 from pathlib import Path
 
 import httpx
@@ -183,3 +184,21 @@ def _ledger_has_a_session_per_worker(urls: list[str]) -> None:
     assert rows[f"worker {urls[1]}"].price_per_hour is None  # unknown: "cost unknown"
     assert sum(r.requests for r in rows.values()) >= 450 - 30  # the fleet's batches (the killed one lost its tail)
     assert all(r.tokens_out > 0 for r in rows.values())
+    _each_worker_replays(urls)
+
+
+def _each_worker_replays(urls: list[str]) -> None:
+    """Each worker's busy intervals are in the ledger, apart from this box's, and replay at its price."""
+    from qwentui import cli
+    from qwentui.cost.ledger import Ledger, path_for
+
+    with Ledger(path_for("sim"), read_only=True) as ledger:
+        assert sorted(ledger.active_workers()) == sorted(urls) and ledger.activity() == []
+        busy = {u: ledger.activity(worker=u) for u in urls}
+    assert all(busy.values())
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert cli.main(["report", "--what-if", "--worker", urls[0], "--cold-start", "1m", "--format", "json",
+                         "--ledger", str(path_for("sim"))]) == 0
+    data = json.loads(out.getvalue())
+    assert data["intervals"] == len(busy[urls[0]]) and data["price_per_hour"] == 1.8

@@ -120,12 +120,19 @@ async def serve(fleet, workers: list[str], smg: str, console=None, cfg=None) -> 
 
 
 class Books:
-    """The ledger's side of the fleet: one session per worker, heartbeated every cost.heartbeat."""
+    """The ledger's side of the fleet: one session per worker, heartbeated every cost.heartbeat,
+    and each worker's busy intervals from a scrape every TICK_S (the what-if replays them)."""
+
+    TICK_S = 2.0
 
     def __init__(self, book, sampler, interval: float, say) -> None:
         import asyncio
 
+        from qwentui.cost.activity import WorkerActivity
+
         self.book, self.sampler, self.say = book, sampler, say
+        self.tick = min(self.TICK_S, interval)
+        self.activity = WorkerActivity(lambda: book.ledger, list(book.sessions), tick=self.tick)
         self._task = asyncio.create_task(self._beat(interval))
 
     @classmethod
@@ -150,27 +157,37 @@ class Books:
             return None
         sampler = FleetSampler(gw.base_url, gw.metrics_url, gw.workers, api_key=gw.fleet.api_key)
         books = cls(book, sampler, cfg.cost.heartbeat, say)
-        await books._record()  # each worker's counters now are the sessions' zero
+        await books._tick(record=True)  # each worker's counters now are the sessions' zero
         return books
 
     async def _beat(self, interval: float) -> None:
         import asyncio
 
+        loop = asyncio.get_running_loop()
+        due = loop.time() + interval
         while True:
-            await asyncio.sleep(interval)
-            await self._record()
+            await asyncio.sleep(self.tick)
+            record = loop.time() >= due
+            if record:
+                due += interval
+            await self._tick(record)
 
-    async def _record(self) -> None:
+    async def _tick(self, record: bool) -> None:
         from qwentui.errors import QwentuiError
 
+        snapshot = await self.sampler.sample()
+        self.activity.observe(snapshot)  # never raises: a failed write is counted and logged
+        if not record:
+            return
         try:
-            self.book.record(await self.sampler.sample())
+            self.book.record(snapshot)
         except QwentuiError as exc:
             self.say(f"warning: ledger heartbeat failed: {exc.message}")
 
     async def close(self, reason: str) -> None:
         self._task.cancel()
-        await self._record()  # the last counts before the sessions close
+        await self._tick(record=True)  # the last counts before the sessions close
+        self.activity.flush()
         await self.sampler.aclose()
         try:
             self.book.close(reason)

@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--minimum", metavar="DURATION", help="least billed per period (default cost.minimum)")
     w.add_argument("--max-cold-starts-per-day", type=float, metavar="N",
                    help="also mark the cheapest timeout with at most N cold starts a day")
+    w.add_argument("--worker", metavar="URL",
+                   help="replay this fleet worker's recorded activity at its price (its ledger session "
+                   "or fleet.prices); default: this box's own")
     w.add_argument("--skip-bad", action="store_true", help="skip bad trace lines instead of stopping")
     p.set_defaults(func=run)
 
@@ -53,7 +56,7 @@ WHATIF_HELP = (
     "the box up through a gap exactly when the gap is shorter than the cold start, and stops right "
     "after the last busy interval.")
 WHATIF_ONLY = ("timeouts", "cold_start", "price", "gpu", "granularity", "minimum",
-               "max_cold_starts_per_day", "skip_bad")
+               "max_cold_starts_per_day", "skip_bad", "worker")
 
 
 def period(args: argparse.Namespace, now: float, tz=None) -> tuple[float, float, str]:
@@ -117,7 +120,8 @@ def run(args: argparse.Namespace, *, clock=None, tz=None) -> int:
     return 0
 
 
-def _price(args: argparse.Namespace, cfg, rows) -> "Decimal | None":
+def _price(args: argparse.Namespace, cfg, rows, worker: str | None = None) -> "Decimal | None":
+    from qwentui.cost.fleetbook import worker_prices
     from qwentui.cost.prices import parse_money, price_per_hour, resolve_gpu
 
     if args.price is not None and args.gpu:
@@ -127,7 +131,11 @@ def _price(args: argparse.Namespace, cfg, rows) -> "Decimal | None":
     if args.gpu:
         return resolve_gpu(cfg, args.gpu)[1]
     prices = [r.price_per_hour for r in rows if r.price_per_hour is not None]
-    return prices[-1] if prices else price_per_hour(cfg, None)
+    if prices:
+        return prices[-1]
+    if worker:
+        return worker_prices(cfg.fleet.prices, [worker])[worker]  # None: replayed without a cost
+    return price_per_hour(cfg, None)
 
 
 def _billing(args: argparse.Namespace, cfg):
@@ -139,7 +147,8 @@ def _billing(args: argparse.Namespace, cfg):
 
 
 def what_if_inputs(args: argparse.Namespace, cfg, now: float, tz=None):
-    """(busy spans, window, measured cold starts, session rows, title) for the replay."""
+    """(busy spans, window, measured cold starts, session rows, title, worker URL or None) for the replay:
+    this box's own record, or with --worker that fleet worker's (its sessions, its activity)."""
     from qwentui.cost import periods
     from qwentui.cost.ledger import Ledger, path_for
     from qwentui.cost.whatif import read_trace
@@ -156,14 +165,42 @@ def what_if_inputs(args: argparse.Namespace, cfg, now: float, tz=None):
             last = max(b for _, b in spans) / 1000
             end_ms = int(round(periods.day_start(last + 86400 - 1e-3, tz) * 1000))
             window = (min(a for a, _ in spans), max(end_ms, max(b for _, b in spans)))
-            return spans, window, measured, ledger.sessions(), f"trace {args.trace}"
+            local = [r for r in ledger.sessions() if r.worker is None]
+            return spans, window, measured, local, f"trace {args.trace}", None
         start, end, title = period(args, now, tz)
-        rows = ledger.sessions(start, end)
+        worker = known_worker(ledger, cfg, args.worker) if args.worker else None
+        rows = [r for r in ledger.sessions(start, end) if r.worker == worker]
         lo, hi = int(round(start * 1000)), int(round(min(end, max(now, start)) * 1000))
         spans = [(max(lo, int(round(a * 1000))), min(hi, int(round(b * 1000))))
-                 for a, b in ledger.activity(start, end)]
-        measured = ledger.cold_starts(start, end) or measured
-    return [s for s in spans if s[0] <= s[1]], (lo, hi), measured, rows, title
+                 for a, b in ledger.activity(start, end, worker=worker)]
+        if worker:
+            measured, title = [], f"{title}, worker {worker}"  # the fleet never starts its workers
+        else:
+            measured = ledger.cold_starts(start, end) or measured
+            _mention_workers(ledger.active_workers(start, end))
+    return [s for s in spans if s[0] <= s[1]], (lo, hi), measured, rows, title, worker
+
+
+def known_worker(ledger, cfg, raw: str) -> str:
+    """--worker URL as the ledger spells it; one the ledger and fleet.workers never saw → UsageError."""
+    from qwentui.engine.attach import normalize_url
+
+    try:
+        url = normalize_url(raw)
+    except UsageError:
+        raise UsageError(f"--worker {raw!r} is not an http(s) URL like http://box-a:30000") from None
+    known = {r.worker for r in ledger.sessions() if r.worker is not None} | set(ledger.active_workers())
+    known |= {normalize_url(str(w)) for w in cfg.fleet.workers}
+    if url in known:
+        return url
+    listed = ", ".join(sorted(known)) or "none (run `qwentui fleet` first)"
+    raise UsageError(f"--worker {url}: no such fleet worker in the ledger or fleet.workers; known: {listed}")
+
+
+def _mention_workers(workers: list[str]) -> None:
+    if workers:
+        print(f"qwentui: this replays this box only; fleet workers with activity in the period: "
+              f"{', '.join(workers)} (--worker URL replays one)", file=sys.stderr)
 
 
 def run_what_if(args: argparse.Namespace, cfg, now: float, tz=None) -> int:
@@ -174,20 +211,25 @@ def run_what_if(args: argparse.Namespace, cfg, now: float, tz=None) -> int:
     billing = _billing(args, cfg)
     if args.max_cold_starts_per_day is not None and not args.max_cold_starts_per_day >= 0:
         raise UsageError(f"--max-cold-starts-per-day must be 0 or more, got {args.max_cold_starts_per_day:g}")
-    spans, window, measured, rows, title = what_if_inputs(args, cfg, now, tz)
+    if args.worker and args.trace:
+        raise UsageError("use either --trace or --worker, not both")
+    spans, window, measured, rows, title, worker = what_if_inputs(args, cfg, now, tz)
     if not spans:
         print(f"qwentui what-if: {title}: no recorded activity for this period (the ledger records "
               "busy intervals from this version on; --trace FILE replays another record)")
         return 0
     if cold is None:
         cold = whatif.median(measured)
+        if cold is None and worker:
+            raise UsageError("no measured cold start for a fleet worker (the fleet does not start its "
+                             "workers): pass --cold-start DURATION")
         if cold is None:
             raise UsageError("no measured cold start in the ledger yet: pass --cold-start DURATION")
-    price = _price(args, cfg, rows)
+    price = _price(args, cfg, rows, worker)
     current = None if not cfg.idle.enabled else int(round(cfg.idle.timeout * 1000))
     result = whatif.run(spans, timeouts, cold_start_ms=int(round(cold * 1000)), billing=billing,
-                        price=price, window=window, current_ms=current,
-                        max_cold_starts_per_day=args.max_cold_starts_per_day)
+                        price=price, window=window, current_ms=current, current_known=worker is None,
+                        max_cold_starts_per_day=args.max_cold_starts_per_day)  # idle.timeout is this box's
     currency = rows[-1].currency if rows else cfg.cost.currency
     if args.format == "json":
         sys.stdout.write(whatif.render_json(result))

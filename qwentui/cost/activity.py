@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
+from qwentui.cost.ledger import WORKER_SOURCE
 from qwentui.errors import QwentuiError
 
 log = logging.getLogger(__name__)
@@ -122,3 +123,48 @@ def _source_of(reason: str) -> str:
         if word in text:
             return source
     return text[:40]
+
+
+class WorkerActivity:
+    """A fleet's workers' busy intervals: one `ActivityRecorder` per worker, source "worker URL".
+
+    A worker is busy on a tick when it has requests running or queued, or when its request or
+    token counters moved since the previous tick (then the work happened at most one tick ago:
+    the interval is stretched to this tick). Ticks come from the fleet's own scrapes, so the
+    coalescing gap is at least one and a half ticks: a busy stretch stays one interval.
+    A worker that does not answer is not busy (the gateway routes around it)."""
+
+    def __init__(self, ledger: Callable[[], Any], workers: list[str], *, tick: float) -> None:
+        gap = max(COALESCE_S, 1.5 * tick)
+        self.recorders = {url: ActivityRecorder(ledger, gap=gap) for url in workers}
+        self.source = {url: WORKER_SOURCE + url for url in workers}
+        self._counts: dict[str, tuple] = {}
+
+    def observe(self, snapshot: Any) -> None:
+        """One fleet scrape (a `FleetSnapshot`): rows with running, queued and counters."""
+        now = float(snapshot.at)
+        for row in snapshot.rows:
+            rec = self.recorders.get(row.url)
+            if rec is None:
+                continue
+            if self._busy(row):
+                rec.busy(now, self.source[row.url])
+            rec.close_quiet(now)
+
+    def flush(self) -> None:
+        for rec in self.recorders.values():
+            rec.flush()
+
+    def _busy(self, row: Any) -> bool:
+        if not getattr(row, "reachable", False):
+            return False
+        counts = (row.requests_total, row.prompt_tokens_total, row.generation_tokens_total)
+        before = self._counts.get(row.url)
+        self._counts[row.url] = counts
+        moved = before is not None and counts != before
+        return moved or _number(row.running) + _number(row.queued) > 0
+
+
+def _number(value: Any) -> float:
+    """A metric that may be NA (the engine did not export it) as a number; NA is 0."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0

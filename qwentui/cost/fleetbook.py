@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Mapping, Sequence
 
-from qwentui.cost.ledger import Ledger
+from qwentui.cost.ledger import WORKER_SOURCE, Ledger
 from qwentui.cost.prices import to_decimal
 from qwentui.telemetry.na import NA
 
@@ -27,7 +27,7 @@ class FleetBook:
                  currency: str = "CNY", kind: str = "sglang", billing: Any = None,
                  at: float | None = None) -> None:
         self.ledger = ledger
-        self.sessions = {url: ledger.open_session(f"worker {url}", prices.get(url), kind, currency=currency,
+        self.sessions = {url: ledger.open_session(WORKER_SOURCE + url, prices.get(url), kind, currency=currency,
                                                   billing=billing, at=at)
                          for url in workers}
         self._base: dict[str, tuple[float, float, float]] = {}

@@ -30,6 +30,8 @@ from qwentui.errors import QwentuiError, UsageError
 FILE_NAME = "ledger.sqlite3"
 SIM_FILE_NAME = "ledger-sim.sqlite3"
 # "timeout": the engine was stopped because its start-up took longer than engine.startup_timeout.
+# A fleet worker's busy intervals and ledger session are labelled "worker URL"; this box's are not.
+WORKER_SOURCE = "worker "
 STOP_REASONS = ("user", "idle", "budget", "crash", "signal", "batch-done", "recovered", "timeout")
 
 _V1 = """
@@ -167,6 +169,11 @@ class SessionRow:
     @property
     def open(self) -> bool:
         return self.stop is None
+
+    @property
+    def worker(self) -> str | None:
+        """A fleet session's worker URL (labelled "worker URL"); None for this box's own engine."""
+        return self.gpu_model[len(WORKER_SOURCE):] if self.gpu_model.startswith(WORKER_SOURCE) else None
 
     @property
     def end(self) -> float:
@@ -496,11 +503,22 @@ class Ledger:
 
     # -- reading -------------------------------------------------------------------------
 
-    def activity(self, start: float | None = None, end: float | None = None) -> list[tuple[float, float]]:
-        """Busy intervals overlapping [start, end), oldest first ([] for a v1 ledger)."""
-        rows = self._query("SELECT start_utc, end_utc FROM activity WHERE start_utc < ? AND end_utc >= ?"
-                           " ORDER BY start_utc, id", _range(start, end))
+    def activity(self, start: float | None = None, end: float | None = None, *,
+                 worker: str | None = None) -> list[tuple[float, float]]:
+        """Busy intervals overlapping [start, end), oldest first ([] for a v1 ledger).
+
+        This box's own by default; with `worker`, that fleet worker's (source "worker URL")."""
+        which = "source = ?" if worker else "source NOT LIKE ?"
+        rows = self._query(f"SELECT start_utc, end_utc FROM activity WHERE start_utc < ? AND end_utc >= ?"
+                           f" AND {which} ORDER BY start_utc, id",
+                           (*_range(start, end), WORKER_SOURCE + (worker or "%")))
         return [(parse_iso(r["start_utc"]), parse_iso(r["end_utc"])) for r in rows]
+
+    def active_workers(self, start: float | None = None, end: float | None = None) -> list[str]:
+        """Fleet workers with busy intervals overlapping [start, end), by URL."""
+        rows = self._query("SELECT DISTINCT source FROM activity WHERE start_utc < ? AND end_utc >= ?"
+                           " AND source LIKE ? ORDER BY source", (*_range(start, end), WORKER_SOURCE + "%"))
+        return [r["source"][len(WORKER_SOURCE):] for r in rows]
 
     def cold_starts(self, start: float | None = None, end: float | None = None) -> list[float]:
         """Measured cold starts (seconds) of engines launched in [start, end)."""

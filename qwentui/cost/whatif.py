@@ -60,9 +60,12 @@ class WhatIf:
     days: Decimal
     current_ms: int | None = None  # the configured timeout (None = never / idle stop off)
     max_cold_starts_per_day: float | None = None
+    current_known: bool = True  # False: another box's setting (a fleet worker's), not marked
 
     @property
     def current(self) -> Outcome | None:
+        if not self.current_known:
+            return None
         return next((r for r in self.rows if r.timeout_ms == self.current_ms), None)
 
     @property
@@ -142,11 +145,12 @@ def _money(price: Decimal | None, billed_ms: int) -> Decimal | None:
 
 def run(busy: Iterable[Span], timeouts: Sequence[int | None], *, cold_start_ms: int, billing: Billing,
         price: Decimal | None, window: Span | None = None, current_ms: int | None = None,
-        include_current: bool = True, max_cold_starts_per_day: float | None = None) -> WhatIf:
-    """Every timeout (plus the current one when missing) against the oracle."""
+        include_current: bool = True, max_cold_starts_per_day: float | None = None,
+        current_known: bool = True) -> WhatIf:
+    """Every timeout (plus the current one when missing and known) against the oracle."""
     spans = merge(busy)
     wanted = list(timeouts)
-    if include_current and current_ms not in wanted:
+    if include_current and current_known and current_ms not in wanted:
         wanted.append(current_ms)
     wanted.sort(key=lambda t: float("inf") if t is None else t)
     best = oracle(spans, cold_start_ms=cold_start_ms, billing=billing, price=price)
@@ -159,7 +163,7 @@ def run(busy: Iterable[Span], timeouts: Sequence[int | None], *, cold_start_ms: 
     span = window or ((spans[0][0], spans[-1][1]) if spans else (0, 0))
     days = max(Decimal(1), Decimal(span[1] - span[0]) / 86_400_000)
     return WhatIf(tuple(rows), best, cold_start_ms, billing, price, len(spans), days, current_ms,
-                  max_cold_starts_per_day)
+                  max_cold_starts_per_day, current_known)
 
 
 # -- inputs ------------------------------------------------------------------------------
@@ -286,7 +290,7 @@ def to_dict(w: WhatIf) -> dict[str, Any]:
     return {"rows": [_row_dict(r) for r in w.rows],
             "oracle": {"billed_hours": _num(w.oracle.billed_hours, 4), "cost": _num(w.oracle.cost, 4),
                        "cold_starts": w.oracle.cold_starts},
-            "current_timeout_s": None if w.current_ms is None else w.current_ms / 1000,
+            "current_timeout_s": None if w.current_ms is None or not w.current_known else w.current_ms / 1000,
             "cheapest_timeout_s": _row_dict(w.cheapest)["timeout_s"],
             "cheapest_within_limit_timeout_s": None if limited is None else _row_dict(limited)["timeout_s"],
             "max_cold_starts_per_day": w.max_cold_starts_per_day,
