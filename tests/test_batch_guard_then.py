@@ -41,21 +41,31 @@ def _batch(tmp_path, port, then: str, *extra: str):
                    "--then", then, "--overwrite", *extra, timeout=180)
 
 
+def _ok_batch(tmp_path, port, then: str, *extra: str):
+    done = _batch(tmp_path, port, then, *extra)
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
 def _last_row():
     return Ledger(path_for("sim"), read_only=True).sessions()[-1]
+
+
+def _closed_by_the_batch():
+    row = _last_row()
+    assert not row.open and row.stop_reason == "batch-done", row
+    return row
 
 
 def test_then_poweroff_asks_the_guard_to_stop_close_and_power_off_once(port, tmp_path):
     marker = _marker_config(tmp_path)
     with detached_guard(port, "--idle-timeout", "5m") as g:
         engine = g.engine_pids()
-        done = _batch(tmp_path, port, "poweroff")
-        assert done.returncode == 0, done.stderr
+        err = _ok_batch(tmp_path, port, "poweroff")
         assert marker.read_text() == "ran\n"  # exactly once
-        lines = [line for line in done.stderr.splitlines() if "guard" in line and "power" in line]
-        assert len(lines) == 1 and "power off requested: sh -c" in lines[0], done.stderr
-        row = _last_row()
-        assert not row.open and row.stop_reason == "batch-done"
+        lines = [line for line in err.splitlines() if "guard" in line and "power" in line]
+        assert len(lines) == 1 and "power off requested: sh -c" in lines[0], err
+        _closed_by_the_batch()
         wait_for(lambda: gone(engine), timeout=10, what="engine processes gone")
         assert g.state()["engine"]["state"] == "stopped"
 
@@ -63,11 +73,10 @@ def test_then_poweroff_asks_the_guard_to_stop_close_and_power_off_once(port, tmp
 def test_then_poweroff_dry_run_through_the_guard_runs_nothing(port, tmp_path):
     marker = _marker_config(tmp_path)
     with detached_guard(port, "--idle-timeout", "5m") as g:
-        done = _batch(tmp_path, port, "poweroff", "--dry-run")
-        assert done.returncode == 0, done.stderr
-        assert not marker.exists() and "dry run: would run sh -c" in done.stderr
-        closed = _last_row()
-        assert not closed.open and closed.stop_reason == "batch-done" and g.state()["engine"]["state"] == "stopped"
+        err = _ok_batch(tmp_path, port, "poweroff", "--dry-run")
+        assert not marker.exists() and "dry run: would run sh -c" in err
+        closed = _closed_by_the_batch()
+        assert g.state()["engine"]["state"] == "stopped"
         assert g.client.command("engine/start")["ok"]  # a restart opens a new row in the reopened ledger
         wait_for(lambda: g.state()["engine"]["state"] == "ready", what="engine ready again")
         wait_for(lambda: _last_row().id > closed.id and _last_row().open, what="a new ledger row")
@@ -80,19 +89,17 @@ def test_then_poweroff_that_fails_in_the_guard_says_so_and_exits_1(port, tmp_pat
         assert done.returncode == 1, done.stderr
         lines = [line for line in done.stderr.splitlines() if "could not power off" in line]
         assert len(lines) == 1 and "exit 3" in lines[0] and "nope" in lines[0], done.stderr
-        assert not _last_row().open
+        _closed_by_the_batch()  # the row is final before the command runs
 
 
 def test_then_stop_stops_the_guards_engine_and_the_guard_stays(port, tmp_path):
     marker = _marker_config(tmp_path)
     with detached_guard(port, "--idle-timeout", "5m") as g:
         engine = g.engine_pids()
-        done = _batch(tmp_path, port, "stop")
-        assert done.returncode == 0, done.stderr
-        assert "the guard's engine stopped (batch-done)" in done.stderr, done.stderr
+        err = _ok_batch(tmp_path, port, "stop")
+        assert "the guard's engine stopped (batch-done); the guard keeps running" in err, err
         assert g.state()["engine"]["state"] == "stopped" and gone(engine)
-        row = _last_row()
-        assert not row.open and row.stop_reason == "batch-done"
+        _closed_by_the_batch()
         status = qwentui("status", "--demo")
         assert status.returncode == 0 and "engine  : stopped" in status.stdout, status.stdout
         assert not marker.exists()
@@ -105,8 +112,7 @@ def test_then_keep_leaves_the_guards_engine_and_the_new_api_refuses_bad_bodies(p
     _marker_config(tmp_path)
     with detached_guard(port, "--idle-timeout", "5m") as g:
         engine = g.state()["engine"]["pid"]
-        done = _batch(tmp_path, port, "keep")
-        assert done.returncode == 0, done.stderr
+        _ok_batch(tmp_path, port, "keep")
         state = g.state()
         assert state["engine"]["state"] == "ready" and state["engine"]["pid"] == engine
         assert state["idle"]["alive"] != "batch running"  # the lease is released
