@@ -56,7 +56,8 @@ def _end_guards() -> None:
 
     from qwentui.runtime.place import holder_pid, place
 
-    pids = [pid for pid in (holder_pid(place(kind)) for kind in ("sim", "sglang")) if pid]
+    # An in-process guard (a test that runs `serve` through cli.main) is this process: never signal it.
+    pids = [pid for pid in (holder_pid(place(kind)) for kind in ("sim", "sglang")) if pid and pid != os.getpid()]
     procs = []
     for pid in pids:
         try:

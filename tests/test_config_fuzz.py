@@ -96,12 +96,11 @@ def assert_clean(code: int, err: str) -> None:
         assert err == "", err
 
 
-class _NoEngine:
-    """Stands in for the serve loop: the flags have been applied and validated by then."""
+class _NoGuard:
+    """Stands in for the guard: the flags have been applied and validated by then."""
 
     def __init__(self, cfg, **_):
-        self.cfg, self.exit_code = cfg, 0
-        self.sup = type("Sup", (), {"attached": True})()
+        self.cfg = cfg
 
     async def run(self) -> int:
         return 0
@@ -140,7 +139,7 @@ def test_env_values(entries):
 @given(flags=st.lists(st.tuples(st.sampled_from(SERVE_FLAGS), values), max_size=3))
 def test_flag_values(flags):
     argv = ["serve", *(f"{flag}={env_text(v)}" for flag, v in flags)]
-    with mock.patch("qwentui.runtime.serve.ServeSession", _NoEngine):
+    with mock.patch("qwentui.runtime.guard.Guard", _NoGuard):
         assert_clean(*run(argv, {}))
 
 
@@ -162,7 +161,7 @@ def test_fleet_flag_values(flags):
     (["serve", "--stop-grace", "nan"], {}, "--stop-grace must be a finite duration"),
 ])
 def test_non_finite_numbers_are_one_line_and_exit_2(argv, env, message):
-    with mock.patch("qwentui.runtime.serve.ServeSession", _NoEngine):
+    with mock.patch("qwentui.runtime.guard.Guard", _NoGuard):
         code, err = run(argv, env)
     assert code == 2 and len(err.splitlines()) == 1 and message in err, err
 

@@ -84,9 +84,9 @@ class Guard:
         api = ApiServer(build_app(self, self.hub), sock)
         serving = asyncio.create_task(api.serve())
         ticking = asyncio.create_task(self.runtime.run())
-        self.session.say(f"qwentui guard {__version__}: pid {os.getpid()}, control socket {self.where.socket}")
         code = 1
-        try:
+        try:  # from here on every way out releases the lock and removes the socket
+            self.session.say(f"qwentui guard {__version__}: pid {os.getpid()}, control socket {self.where.socket}")
             code = await self.session.run(start=self._start)
             await self.runtime.settle()  # a poweroff under way finishes before we go
         finally:
