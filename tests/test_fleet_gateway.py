@@ -217,8 +217,10 @@ def test_a_gateway_that_is_not_a_python_script_cannot_take_a_key(tmp_path):
     binary = tmp_path / "smg"
     binary.write_bytes(b"\x7fELF not really")
     fleet = FleetConfig(api_key="k" * 12)
+    workers = ["http://127.0.0.1:1"]
     with pytest.raises(UsageError, match="off the command line"):
-        gateway.launch_command(str(binary), fleet, ["http://127.0.0.1:1"])
-    argv, env = gateway.launch_command(str(binary), FleetConfig(), ["http://127.0.0.1:1"])
+        gateway.launch_command(str(binary), fleet, gateway.build_argv(str(binary), fleet, workers))
+    argv, env = gateway.launch_command(str(binary), FleetConfig(),
+                                       gateway.build_argv(str(binary), FleetConfig(), workers))
     assert argv[0] == str(binary) and env == {}
 

@@ -194,9 +194,9 @@ def script_python(path: str) -> str | None:
     return words[0] if words and "python" in Path(words[0]).name else None
 
 
-def launch_command(smg: str, fleet: FleetConfig, workers: Sequence[str]) -> tuple[list[str], dict[str, str]]:
-    """argv and extra environment for smg; the API key travels in the environment, never argv."""
-    argv = build_argv(smg, fleet, workers)
+def launch_command(smg: str, fleet: FleetConfig, argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """`build_argv`'s argv made ready to run, plus extra environment: the API key travels in the
+    environment, never argv."""
     if not fleet.api_key:
         return argv, {}
     python = script_python(smg)
@@ -294,8 +294,8 @@ class Gateway:
         self._sink = LogSink(self.log_path, Masker([self.fleet.api_key]))
         self._splitter, self._rejected, self._exited = LineSplitter(), [], asyncio.Event()
         self._probe_failures = {}
-        argv, extra_env = launch_command(self.smg, self.fleet, self.workers)
         shown = build_argv(self.smg, self.fleet, self.workers)
+        argv, extra_env = launch_command(self.smg, self.fleet, shown)
         self._sink.write(f"=== qwentui: starting the gateway: {' '.join(shown)}")
         self._proc, self._fd = await procs.spawn(argv, env=dict(os.environ, NO_COLOR="1", **extra_env))
         self._known = {p.pid: p for p in procs.descendants(self._proc.pid)}
